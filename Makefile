@@ -1,0 +1,32 @@
+# The two front-door commands are `make demo` and `make test`; both set up what they need.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch goes in first, from the CPU build; the constraint file keeps pip from ever replacing it.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	echo "torch==2.13.0" > $(VENV)/constraints.txt
+	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e ".[dev]"
+	scripts/install_mesa.sh
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/clearvla demo
+
+test: install
+	$(PY) -m pytest -q -n 2
+
+bench: install
+	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs

@@ -1,0 +1,1 @@
+"""Actions: continuous <-> discrete token ids, and normalisation with dataset statistics."""

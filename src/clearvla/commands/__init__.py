@@ -1,0 +1,1 @@
+"""CLI subcommands: thin entry points over the library, one module each."""

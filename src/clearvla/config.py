@@ -1,0 +1,157 @@
+"""Model configuration: one frozen dataclass in OpenVLA's config.json vocabulary, and named presets.
+
+`build_config(...)` is the one builder with every knob; presets pin them. `get_config(name, **overrides)`
+looks a preset up with a "did you mean" on typos.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
+from typing import Any
+
+from transformers import LlamaConfig
+
+from clearvla.errors import ConfigError
+from clearvla.models.vision import TIMM_VITS
+from clearvla.models.vit import ViTConfig
+
+FUSED_ARCH = "no-align+fused-gelu-mlp"
+PLAIN_ARCH = "no-align+gelu-mlp"
+
+
+@dataclass(frozen=True)
+class VLAConfig:
+    """Architecture of a VLA, field names as in OpenVLA's config.json.
+
+    vision: one ViTConfig per backbone (DINOv2 first when fused). image_sizes: input side per backbone.
+    text_config: LlamaConfig keyword arguments (complete; saved as a diff against LlamaConfig defaults).
+    pad_to_multiple_of: the LLM vocab is the tokenizer's (+ <PAD>) padded to this multiple, so the base
+    vocabulary holding the action tokens is `text_config["vocab_size"] - pad_to_multiple_of`.
+    """
+
+    vision: tuple[ViTConfig, ...]
+    text_config: dict[str, Any]
+    image_sizes: tuple[int, ...] = (224, 224)
+    vision_backbone_id: str = "dinosiglip-vit-so-224px"
+    llm_backbone_id: str = "llama2-7b-pure"
+    arch_specifier: str = FUSED_ARCH
+    timm_model_ids: tuple[str, ...] = ("vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224")
+    image_resize_strategy: str = "resize-naive"
+    hf_llm_id: str = "meta-llama/Llama-2-7b-hf"
+    llm_max_length: int = 2048
+    pad_token_id: int = 32000
+    pad_to_multiple_of: int = 64
+    n_action_bins: int = 256
+    tokenizer: str = "llama2"  # "llama2": files come with the checkpoint; "tiny": clearvla's built-in tokenizer
+
+    def __post_init__(self) -> None:
+        if len(self.vision) != len(self.image_sizes) or len(self.vision) not in (1, 2):
+            raise ConfigError(f"need one or two vision backbones with one image size each, got {len(self.vision)} and {self.image_sizes}")
+        for vit, size in zip(self.vision, self.image_sizes):
+            if size % vit.patch_size:
+                raise ConfigError(f"image size {size} is not a multiple of the patch size {vit.patch_size}")
+        if self.arch_specifier not in (FUSED_ARCH, PLAIN_ARCH, "fused-gelu-mlp", "gelu-mlp"):
+            raise ConfigError(f"arch_specifier {self.arch_specifier!r} is not supported; use {FUSED_ARCH!r} or {PLAIN_ARCH!r}")
+
+    @property
+    def use_fused_vision_backbone(self) -> bool:
+        return len(self.vision) == 2
+
+    @property
+    def fused_projector(self) -> bool:
+        return "fused" in self.arch_specifier
+
+    @cached_property
+    def llama_config(self) -> LlamaConfig:
+        """The LLM config: `text_config` over transformers' LlamaConfig defaults (which are Llama-2 7B's)."""
+        return LlamaConfig(**self.text_config)
+
+    @property
+    def base_vocab_size(self) -> int:
+        return self.llama_config.vocab_size - self.pad_to_multiple_of
+
+
+def build_config(
+    *,
+    vision: tuple[ViTConfig, ...],
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    intermediate_size: int,
+    base_vocab_size: int,
+    image_size: int = 224,
+    num_kv_heads: int | None = None,
+    max_position_embeddings: int = 2048,
+    fused_projector: bool = True,
+    pad_to_multiple_of: int = 64,
+    **fields: Any,
+) -> VLAConfig:
+    """The one builder: LLM sizes, vocabulary and image size in, a complete VLAConfig out.
+
+    The pad token takes id `base_vocab_size` (first id after the base vocabulary, OpenVLA's <PAD>).
+    """
+    vocab = base_vocab_size + pad_to_multiple_of
+    text_config = dict(
+        vocab_size=vocab, hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads or num_heads, max_position_embeddings=max_position_embeddings,
+        rms_norm_eps=1e-6, pad_token_id=base_vocab_size, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
+    )
+    return VLAConfig(
+        vision=vision,
+        text_config=text_config,
+        image_sizes=(image_size,) * len(vision),
+        arch_specifier=FUSED_ARCH if fused_projector else PLAIN_ARCH,
+        pad_token_id=base_vocab_size,
+        pad_to_multiple_of=pad_to_multiple_of,
+        **fields,
+    )
+
+
+def _openvla_7b(**overrides: Any) -> VLAConfig:
+    return build_config(
+        vision=(TIMM_VITS["vit_large_patch14_reg4_dinov2.lvd142m"], TIMM_VITS["vit_so400m_patch14_siglip_224"]),
+        hidden_size=4096, num_layers=32, num_heads=32, intermediate_size=11008, base_vocab_size=32000,
+        **overrides,
+    )
+
+
+def _tiny(image_size: int = 224, **overrides: Any) -> VLAConfig:
+    """Same architecture as openvla-7b (fused DINOv2-reg4 + SigLIP, fused projector, Llama), CPU-sized."""
+    dino = replace(TIMM_VITS["vit_large_patch14_reg4_dinov2.lvd142m"], width=64, depth=3, heads=4, mlp_hidden=256, patch_size=16)
+    siglip = replace(TIMM_VITS["vit_so400m_patch14_siglip_224"], width=64, depth=3, heads=4, mlp_hidden=256, patch_size=16)
+    knobs: dict[str, Any] = dict(
+        vision=(dino, siglip), hidden_size=128, num_layers=4, num_heads=4, intermediate_size=352,
+        base_vocab_size=1024, max_position_embeddings=1024, image_size=image_size,
+        vision_backbone_id="tiny-dinosiglip", llm_backbone_id="tiny-llama", timm_model_ids=("tiny-dinov2-reg4", "tiny-siglip"),
+        hf_llm_id="", llm_max_length=1024, tokenizer="tiny",
+    )
+    knobs.update(overrides)
+    return build_config(**knobs)
+
+
+PRESETS = {"openvla-7b": _openvla_7b, "tiny": _tiny}
+
+
+def get_config(name: str, **overrides: Any) -> VLAConfig:
+    """A preset by name, with builder knobs overridden (e.g. `get_config("tiny", image_size=128)`)."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; available: {', '.join(sorted(PRESETS))}")
+    try:
+        return PRESETS[name](**overrides)
+    except TypeError as e:
+        raise ConfigError(f"preset {name!r}: {e}") from None
+
+
+def vit_to_dict(vit: ViTConfig) -> dict[str, Any]:
+    return asdict(vit)
+
+
+def vit_from_dict(d: dict[str, Any]) -> ViTConfig:
+    d = dict(d)
+    d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+    return ViTConfig(**d)
