@@ -155,3 +155,75 @@ def vit_from_dict(d: dict[str, Any]) -> ViTConfig:
     d = dict(d)
     d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
     return ViTConfig(**d)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `clearvla train` needs. Load from YAML/JSON with `--config`, override any field on the CLI."""
+
+    run_dir: str = "runs/train"
+    """Where checkpoints, TensorBoard logs, metrics.jsonl and curves.png go."""
+    init: str = "tiny"
+    """A preset name (train from scratch) or an OpenVLA-format checkpoint directory (fine-tune)."""
+    image_size: int | None = None
+    """Image side for presets (e.g. 128 for CPU training); checkpoints keep their own."""
+    datasets: tuple[str, ...] = ()
+    """Dataset directories (LeRobot v3, clearvla's native format)."""
+    weights: tuple[float, ...] = ()
+    """Mixture sampling weights, one per dataset (default: equal)."""
+    val_fraction: float = 0.05
+    """Fraction of episodes held out for validation metrics."""
+    augment: bool = True
+    """OpenVLA's image augmentation (random resized crop 0.9, colour jitter)."""
+    num_workers: int = 2
+    """DataLoader worker processes."""
+    mode: str = "full"
+    """full | lora | frozen-vision | last-layer | sandwich (OpenVLA's fine-tuning variants)."""
+    lora_rank: int = 32
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lr: float | None = None
+    """Peak learning rate; default 5e-4 for LoRA and 2e-5 otherwise (OpenVLA's recipes)."""
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    """constant (OpenVLA) | cosine (after warmup)."""
+    warmup_steps: int = 0
+    batch_size: int = 16
+    """Per process, per micro-step."""
+    grad_accum: int = 1
+    max_steps: int = 1000
+    """Optimizer steps."""
+    clip_grad_norm: float = 1.0
+    """0 disables clipping."""
+    precision: str = "auto"
+    """auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (autocast; master weights stay fp32)."""
+    log_every: int = 10
+    eval_every: int = 100
+    """Validation metrics every N steps (0: never)."""
+    eval_batches: int = 4
+    save_every: int = 200
+    """Checkpoint every N steps (and at the end)."""
+    keep_last: int = 2
+    seed: int = 0
+    resume: bool = False
+    """Continue from the newest checkpoint in run_dir/checkpoints."""
+
+    def __post_init__(self) -> None:
+        from clearvla.train.modes import MODES
+        from clearvla.train.optim import SCHEDULES
+
+        if self.mode not in MODES:
+            raise ConfigError(f"mode {self.mode!r} is not one of: {', '.join(MODES)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule {self.schedule!r} is not one of: {', '.join(SCHEDULES)}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"precision {self.precision!r} is not one of: auto, fp32, bf16")
+        if self.weights and len(self.weights) != len(self.datasets):
+            raise ConfigError(f"got {len(self.weights)} weights for {len(self.datasets)} datasets")
+        for name in ("batch_size", "grad_accum", "max_steps", "keep_last", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (5e-4 if self.mode == "lora" else 2e-5)

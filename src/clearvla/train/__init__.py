@@ -1,0 +1,1 @@
+"""Training: fine-tuning modes, the loop, optimiser/schedule, resumable checkpoints, torchrun."""

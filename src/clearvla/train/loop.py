@@ -1,0 +1,178 @@
+"""The training loop: a short function built from the parts in this package."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from clearvla.config import TrainConfig
+from clearvla.models.vla import VLA
+from clearvla.train.checkpointing import checkpoint_dirs, load_checkpoint, save_checkpoint
+from clearvla.train.metrics import action_metrics
+from clearvla.train.modes import LoraSettings, apply_mode, count_parameters
+from clearvla.train.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
+
+MODEL_KEYS = ("pixel_values", "input_ids", "attention_mask", "labels")
+StepCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: batch[k].to(device, non_blocking=True) for k in MODEL_KEYS}
+
+
+def evaluate(model: nn.Module, vla: VLA, batches: Iterable[dict], cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    """Mean loss, action accuracy and L1 over up to `cfg.eval_batches` batches."""
+    model.eval()
+    totals: dict[str, float] = {}
+    n = 0
+    with torch.no_grad(), autocast_for(cfg, device):
+        for batch in batches:
+            inputs = _to(batch, device)
+            out = model(**inputs)
+            for k, v in {"loss": out.loss.item(), **action_metrics(out.logits, inputs["labels"], vla.action_tokenizer)}.items():
+                totals[k] = totals.get(k, 0.0) + v
+            n += 1
+            if n >= cfg.eval_batches:
+                break
+    model.train()
+    return {k: v / max(n, 1) for k, v in totals.items()}
+
+
+def train(
+    vla: VLA,
+    train_batches: Callable[[int], Iterator[dict]],
+    cfg: TrainConfig,
+    *,
+    val_batches: Callable[[], Iterable[dict]] | None = None,
+    dist: Distributed = Distributed(),
+    wrap: Callable[[nn.Module], nn.Module] = lambda m: m,
+    callbacks: tuple[StepCallback, ...] = (),
+) -> list[dict[str, float]]:
+    """Train `vla` in place per `cfg`; returns the logged history (one dict per log step).
+
+    train_batches(start_sample) yields this rank's batches from that data position on (so a resumed run
+    sees exactly the data it would have seen). `wrap` wraps the model for DDP/FSDP. Only rank 0 writes.
+    """
+    run_dir = Path(cfg.run_dir)
+    device = vla.device
+    apply_mode(vla, cfg.mode, LoraSettings(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout))
+    trainable, total = count_parameters(vla)
+    log.info("mode %s: %d of %d parameters trainable (%.2f%%)", cfg.mode, trainable, total, 100 * trainable / total)
+    model = wrap(vla)
+    optimizer = build_optimizer(model, cfg.learning_rate, cfg.weight_decay)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, cfg.max_steps)
+    lora = {"r": cfg.lora_rank, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
+            "init_lora_weights": "gaussian", "target": "all linear layers except lm_head"} if cfg.mode == "lora" else None
+
+    step, samples = 0, 0
+    existing = checkpoint_dirs(run_dir)
+    if cfg.resume and existing:
+        resumed = load_checkpoint(existing[-1], vla, optimizer, scheduler)
+        step, samples = resumed.step, resumed.samples
+        log.info("resumed from %s (step %d)", existing[-1], step)
+    elif existing and dist.is_main:
+        log.warning("%s already holds checkpoints; starting fresh (pass resume=True to continue)", run_dir)
+
+    writer = _TensorBoard(run_dir) if dist.is_main else None
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        (run_dir / "dataset_statistics.json").write_text(json.dumps(vla.norm_stats, indent=2))
+    history: list[dict[str, float]] = []
+    batches = train_batches(samples)
+    model.train()
+    window_start, window_samples = time.perf_counter(), 0
+    while step < cfg.max_steps:
+        metrics: dict[str, float] = {}
+        for micro in range(cfg.grad_accum):
+            inputs = _to(next(batches), device)
+            sync = micro == cfg.grad_accum - 1 or not hasattr(model, "no_sync")
+            with (nullcontext() if sync else model.no_sync()), autocast_for(cfg, device):
+                out = model(**inputs)
+                (out.loss / cfg.grad_accum).backward()
+            metrics["loss"] = metrics.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
+            for k, v in action_metrics(out.logits, inputs["labels"], vla.action_tokenizer).items():
+                metrics[k] = metrics.get(k, 0.0) + v / cfg.grad_accum
+            window_samples += len(inputs["input_ids"]) * dist.world_size
+        if cfg.clip_grad_norm > 0:
+            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        samples += cfg.batch_size * cfg.grad_accum
+        metrics["lr"] = scheduler.get_last_lr()[0]
+
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            metrics["samples_per_s"] = window_samples / (time.perf_counter() - window_start)
+            window_start, window_samples = time.perf_counter(), 0
+            if cfg.eval_every and val_batches is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                metrics.update({f"val_{k}": v for k, v in evaluate(model, vla, val_batches(), cfg, device).items()})
+            history.append({"step": step, **metrics})
+            if writer is not None:
+                writer.log(step, metrics)
+        for callback in callbacks:
+            callback(step, metrics)
+        if dist.is_main and (step % cfg.save_every == 0 or step == cfg.max_steps):
+            save_checkpoint(run_dir, vla, optimizer, scheduler, step, samples, lora, cfg.keep_last)
+            if writer is not None:
+                writer.plot()
+        if dist.world_size > 1 and step % cfg.save_every == 0:
+            torch.distributed.barrier()  # no rank runs ahead of a checkpoint being written
+    if writer is not None:
+        writer.close()
+    return history
+
+
+class _TensorBoard:
+    """TensorBoard events, metrics.jsonl and a PNG of the curves, all in the run directory."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
+        self.summary = SummaryWriter(str(run_dir / "tensorboard"))
+        self.jsonl = (run_dir / "metrics.jsonl").open("a")
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            self.summary.add_scalar(k.replace("val_", "val/") if k.startswith("val_") else f"train/{k}", v, step)
+        self.jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.jsonl.flush()
+
+    def plot(self) -> None:
+        from clearvla.train.curves import plot_curves
+
+        plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png")
+
+    def close(self) -> None:
+        self.summary.close()
+        self.jsonl.close()
