@@ -15,6 +15,10 @@ from clearvla.errors import ClearVLAError
 SUBCOMMANDS: dict[str, str] = {
     "predict": "clearvla.commands.predict",
     "demo": "clearvla.commands.demo",
+    "train": "clearvla.commands.train",
+    "merge": "clearvla.commands.merge",
+    "data": "clearvla.commands.data",
+    "sim": "clearvla.commands.sim",
 }
 
 
@@ -35,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first if first in SUBCOMMANDS else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.options = extra  # commands with their own option parser (train: tyro) take the rest
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)

@@ -159,7 +159,8 @@ def vit_from_dict(d: dict[str, Any]) -> ViTConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything `clearvla train` needs. Load from YAML/JSON with `--config`, override any field on the CLI."""
+    """Everything `clearvla train` needs. `--config FILE` (YAML/JSON) sets defaults, every option below
+    overrides them, and `--strategy ddp|fsdp` picks the torchrun wrapper."""
 
     run_dir: str = "runs/train"
     """Where checkpoints, TensorBoard logs, metrics.jsonl and curves.png go."""

@@ -18,6 +18,7 @@ from clearvla.config import TrainConfig
 from clearvla.models.vla import VLA
 from clearvla.train.distributed import init_distributed, shutdown, wrapper
 from clearvla.train.loop import train
+from clearvla.train.modes import apply_mode
 
 torch.set_num_threads(1)
 
@@ -29,6 +30,7 @@ def main() -> None:
     cfg = TrainConfig(run_dir=run_dir, image_size=32, batch_size=4, max_steps=max_steps, save_every=save_every,
                       lr=1e-3, log_every=1, eval_every=0, keep_last=3, resume="--resume" in sys.argv)
     model = VLA.from_config("tiny", image_size=32, seed=0, norm_stats={"s": {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7}}})
+    apply_mode(model, cfg.mode)
     seen: list[int] = []
 
     def batches(start: int):

@@ -11,6 +11,7 @@ from clearvla.errors import CheckpointError
 from clearvla.models.vla import VLA
 from clearvla.train.checkpointing import checkpoint_dirs
 from clearvla.train.loop import train
+from clearvla.train.modes import apply_mode
 from clearvla.train.merge import merge_checkpoint
 
 NORM = {"synthetic": {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "mask": [True] * 6 + [False]}}}
@@ -27,7 +28,7 @@ def _run(tmp_path, **kw):
 
 
 def _fit(cfg, model=None):
-    model = model or _model()
+    model = apply_mode(model or _model(), cfg.mode)
     return model, train(model, lambda start: synthetic.batches(model, start, cfg.batch_size), cfg)
 
 

@@ -17,7 +17,6 @@ from clearvla.config import TrainConfig
 from clearvla.models.vla import VLA
 from clearvla.train.checkpointing import checkpoint_dirs, load_checkpoint, save_checkpoint
 from clearvla.train.metrics import action_metrics
-from clearvla.train.modes import LoraSettings, apply_mode, count_parameters
 from clearvla.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -77,14 +76,14 @@ def train(
 ) -> list[dict[str, float]]:
     """Train `vla` in place per `cfg`; returns the logged history (one dict per log step).
 
+    The caller applies the training mode first (`modes.apply_mode`), so it can report what will train.
     train_batches(start_sample) yields this rank's batches from that data position on (so a resumed run
     sees exactly the data it would have seen). `wrap` wraps the model for DDP/FSDP. Only rank 0 writes.
     """
     run_dir = Path(cfg.run_dir)
     device = vla.device
-    apply_mode(vla, cfg.mode, LoraSettings(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout))
-    trainable, total = count_parameters(vla)
-    log.info("mode %s: %d of %d parameters trainable (%.2f%%)", cfg.mode, trainable, total, 100 * trainable / total)
+    has_adapters = any("lora_" in name for name, _ in vla.named_parameters())
+    assert has_adapters == (cfg.mode == "lora"), f"mode {cfg.mode!r} does not match the model; call apply_mode first"
     model = wrap(vla)
     optimizer = build_optimizer(model, cfg.learning_rate, cfg.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, cfg.max_steps)

@@ -1,0 +1,126 @@
+"""`clearvla train`: a TrainConfig from `--config FILE` (YAML/JSON) plus CLI overrides (tyro), on one
+process or under torchrun.
+
+    clearvla train --config configs/train_tiny.yaml --mode lora --max-steps 2000
+    torchrun --nproc_per_node 2 -m clearvla.cli train --config ... --strategy ddp
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Iterator
+
+from clearvla.config import TrainConfig
+from clearvla.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", add_help=False, help="train or fine-tune a VLA (full, lora, frozen-vision, last-layer, sandwich)",
+        description="All TrainConfig fields are options; `clearvla train --help` lists them.",
+    )
+    p.set_defaults(func=run, passthrough=True)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot parse config file {path}: {e}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw or {}) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)}; TrainConfig fields: {', '.join(sorted(known))}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (raw or {}).items()}
+
+
+def parse_config(options: list[str]) -> tuple[TrainConfig, str]:
+    """(config, distributed strategy) from `--config FILE`, `--strategy ddp|fsdp` and tyro overrides."""
+    import tyro
+
+    options = list(options)
+    defaults: dict[str, Any] = {}
+    strategy = "ddp"
+    for flag in ("--config", "--strategy"):
+        if flag in options:
+            i = options.index(flag)
+            if i + 1 >= len(options):
+                raise ConfigError(f"{flag} needs a value")
+            value = options[i + 1]
+            del options[i : i + 2]
+            if flag == "--config":
+                defaults = load_config_file(Path(value))
+            else:
+                strategy = value
+    return tyro.cli(TrainConfig, args=options, default=TrainConfig(**defaults), prog="clearvla train"), strategy
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from clearvla.data.loader import make_dataloader
+    from clearvla.data.mixture import DatasetSpec, Mixture
+    from clearvla.train.build import build_model
+    from clearvla.train.distributed import init_distributed, shutdown, wrapper
+    from clearvla.train.loop import train
+    from clearvla.train.modes import LoraSettings, apply_mode, count_parameters
+
+    cfg, strategy = parse_config(args.options)
+    if not cfg.datasets:
+        raise ConfigError("no datasets given: pass --datasets DIR [DIR ...] or set `datasets` in the config file")
+    dist = init_distributed(torch.distributed.is_torchelastic_launched())
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    weights = cfg.weights or (1.0,) * len(cfg.datasets)
+    mixture = Mixture.build(
+        [DatasetSpec(path, weight) for path, weight in zip(cfg.datasets, weights)],
+        val_fraction=cfg.val_fraction, seed=cfg.seed, cache_dir=Path(cfg.run_dir) / "cache",
+    )
+    vla = build_model(cfg, mixture.norm_stats, device)
+    apply_mode(vla, cfg.mode, LoraSettings(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout))
+    trainable, total = count_parameters(vla)
+    if dist.is_main:
+        print(f"mode {cfg.mode}: {trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.2f}%)")
+        for name, p in mixture.probabilities.items():
+            print(f"  dataset {name}: sampling probability {p:.3f}")
+
+    def loader(split: str, seed: int):
+        return make_dataloader(mixture, vla.tokenizer, vla.processor, split=split, batch_size=cfg.batch_size,
+                               num_workers=cfg.num_workers if split == "train" else 0, seed=seed,
+                               augment=cfg.augment, action_vocab_size=vla.config.base_vocab_size)
+
+    # Each rank draws its own stream; a resumed run replays the stream up to where it stopped (data only).
+    train_loader = loader("train", cfg.seed * 1000 + dist.rank)
+
+    def train_batches(start_sample: int) -> Iterator[dict]:
+        return itertools.islice(iter(train_loader), start_sample // cfg.batch_size, None)
+
+    has_val = any(len(m.val) for m in mixture.members)
+    val_loader = loader("val", cfg.seed) if has_val else None
+    bar = tqdm(total=cfg.max_steps, desc="train", unit="step", disable=not dist.is_main)
+
+    def progress(step: int, metrics: dict[str, float]) -> None:
+        bar.n = step
+        if "loss" in metrics:
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics.get('action_accuracy', 0):.2f}", refresh=False)
+        bar.refresh()
+
+    try:
+        history = train(vla, train_batches, cfg, val_batches=(lambda: iter(val_loader)) if val_loader is not None else None,
+                         dist=dist, wrap=wrapper(strategy, dist), callbacks=(progress,))
+    finally:
+        bar.close()
+        shutdown(dist)
+    if dist.is_main and history:
+        last = history[-1]
+        print(f"done: step {last['step']}, loss {last['loss']:.4f}, action accuracy {last.get('action_accuracy', float('nan')):.3f}")
+        print(f"checkpoints in {Path(cfg.run_dir) / 'checkpoints'}; curves in {Path(cfg.run_dir) / 'curves.png'}")
+    return 0

@@ -1,0 +1,62 @@
+"""`clearvla train` and `clearvla merge` on a small LeRobot dataset the test writes itself."""
+
+import json
+
+import numpy as np
+import pytest
+
+from clearvla.cli import main
+from clearvla.data.episode import Episode
+from clearvla.data.formats.lerobot import LeRobotWriter
+from clearvla.models.vla import VLA
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "pushes"
+    rng = np.random.default_rng(0)
+    with LeRobotWriter(root, fps=10, robot_type="synthetic") as writer:
+        for e in range(8):
+            side, brightness = e % 2, rng.uniform(0, 1)
+            actions = np.zeros((12, 7), np.float32)
+            actions[:, 0] = 0.01 if side else -0.01
+            actions[:, 6] = float(brightness > 0.5)
+            writer.add_episode(Episode(
+                images={"image": np.full((12, 32, 32, 3), int(brightness * 255), np.uint8)}, actions=actions,
+                instruction=("push the block left", "push the block right")[side], dataset_name="pushes"))
+    return root
+
+
+def test_train_from_a_yaml_config_with_overrides_then_resume(dataset, tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    run = tmp_path / "run"
+    config.write_text(f"datasets: [{dataset}]\nrun_dir: {run}\nimage_size: 32\nbatch_size: 4\nmax_steps: 50\n"
+                      f"num_workers: 0\nlog_every: 2\nsave_every: 4\neval_every: 4\nlr: 0.001\n")
+    assert main(["train", "--config", str(config), "--max-steps", "4"]) == 0  # the override wins
+    out = capsys.readouterr().out
+    assert "parameters trainable" in out and "done: step 4" in out
+    assert json.loads((run / "train_config.json").read_text())["max_steps"] == 4
+    assert main(["train", "--config", str(config), "--max-steps", "6", "--resume"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]
+    model = VLA.from_pretrained(run / "checkpoints" / "step-00000006" / "model")
+    assert set(model.norm_stats) == {"pushes"}
+
+
+def test_lora_train_then_merge_then_predict(dataset, tmp_path, capsys):
+    run = tmp_path / "lora"
+    assert main(["train", "--datasets", str(dataset), "--run-dir", str(run), "--image-size", "32", "--mode", "lora",
+                 "--lora-rank", "4", "--batch-size", "4", "--max-steps", "2", "--save-every", "2", "--num-workers", "0"]) == 0
+    assert main(["merge", "--run", str(run), "--out", str(tmp_path / "merged")]) == 0
+    merged = VLA.from_pretrained(tmp_path / "merged")
+    assert merged.predict_action(np.zeros((32, 32, 3), np.uint8), "push the block left").shape == (7,)
+    assert (tmp_path / "merged" / "dataset_statistics.json").is_file()
+
+
+def test_bad_config_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [x]\nlearning_rate: 3\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "unknown field(s) learning_rate" in capsys.readouterr().err
+    assert main(["train", "--run-dir", str(tmp_path)]) == 2
+    assert "no datasets given" in capsys.readouterr().err
