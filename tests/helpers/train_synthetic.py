@@ -1,6 +1,6 @@
 """Run the trainer on the synthetic task in its own process (for the crash and torchrun tests).
 
-usage: python train_synthetic.py RUN_DIR MAX_STEPS SAVE_EVERY [--resume] [--record OUT_JSON]
+usage: python train_synthetic.py RUN_DIR MAX_STEPS SAVE_EVERY [--resume] [--record OUT_JSON] [--strategy ddp|fsdp]
 Prints "step N" after every optimizer step. Under torchrun each rank trains on its own samples with DDP.
 """
 
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 import synthetic
 from clearvla.config import TrainConfig
@@ -38,10 +39,18 @@ def main() -> None:
             seen.extend(batch["sample_ids"].tolist())
             yield batch
 
-    train(model, batches, cfg, dist=dist, wrap=wrapper("ddp", dist),
+    strategy = sys.argv[sys.argv.index("--strategy") + 1] if "--strategy" in sys.argv else "ddp"
+    wrapped: list[torch.nn.Module] = []
+
+    def wrap(module: torch.nn.Module) -> torch.nn.Module:
+        wrapped.append(wrapper(strategy, dist)(module))
+        return wrapped[-1]
+
+    train(model, batches, cfg, dist=dist, wrap=wrap,
           callbacks=(lambda step, _: print(f"step {step}", flush=True),))
     if record is not None:
-        digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
+        full = get_model_state_dict(wrapped[0], options=StateDictOptions(full_state_dict=True))  # gathers FSDP shards
+        digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in full.values())).hexdigest()
         record.with_name(f"{record.stem}-rank{dist.rank}.json").write_text(json.dumps({"samples": seen, "weights": digest}))
     shutdown(dist)
 

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from clearvla.models.vla import VLA
 from clearvla.train.checkpointing import checkpoint_dirs
 
@@ -44,11 +46,12 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     assert not list((run / "checkpoints").glob(".tmp*"))  # half-written saves are cleaned up
 
 
-def test_torchrun_two_cpu_processes_see_different_data_and_end_identical(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_torchrun_two_cpu_processes_see_different_data_and_end_identical(tmp_path, strategy):
     record = tmp_path / "ddp.json"
     out = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(SCRIPT), str(tmp_path / "run"), "4", "4", "--record", str(record)],
+         str(SCRIPT), str(tmp_path / "run"), "4", "4", "--record", str(record), "--strategy", strategy],
         capture_output=True, text=True, env=ENV, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -56,4 +59,6 @@ def test_torchrun_two_cpu_processes_see_different_data_and_end_identical(tmp_pat
     assert len(ranks[0]["samples"]) == len(ranks[1]["samples"]) == 16
     assert not set(ranks[0]["samples"]) & set(ranks[1]["samples"])  # different data
     assert ranks[0]["weights"] == ranks[1]["weights"]  # identical weights after all-reduced steps
-    assert len(checkpoint_dirs(tmp_path / "run")) == 1  # only rank 0 writes
+    dirs = checkpoint_dirs(tmp_path / "run")
+    assert len(dirs) == 1  # only rank 0 writes, full (unsharded) weights even under FSDP
+    VLA.from_pretrained(dirs[0] / "model")

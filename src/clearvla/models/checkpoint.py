@@ -194,13 +194,14 @@ def load_pretrained(cls: type["VLA"], directory: Path, *, dtype: torch.dtype, de
     return model.to(device).eval()
 
 
-def save_pretrained(model: "VLA", directory: Path, *, max_shard_size: int | str) -> Path:
+def save_pretrained(model: "VLA", directory: Path, *, max_shard_size: int | str, state_dict: dict | None = None) -> Path:
     """Write into a sibling temporary directory, then swap it in, so a crash never leaves half a checkpoint."""
     directory = directory.resolve()
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.endswith(_DERIVED_BUFFERS)}
+        source = model.state_dict() if state_dict is None else state_dict
+        state = {k: _owning(v) for k, v in source.items() if not k.endswith(_DERIVED_BUFFERS)}
         save_torch_state_dict(state, tmp, max_shard_size=max_shard_size)
         (tmp / CONFIG_FILE).write_text(json.dumps(config_to_json(model.config, model.norm_stats, model.dtype), indent=2))
         if model.norm_stats:
@@ -218,6 +219,15 @@ def save_pretrained(model: "VLA", directory: Path, *, max_shard_size: int | str)
         raise
     log.info("saved checkpoint to %s", directory)
     return directory
+
+
+def _owning(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor, copied only if it is a view into a larger storage (as gathered FSDP shards are):
+    safetensors refuses to write such views."""
+    tensor = tensor.detach().contiguous()
+    if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
+        tensor = tensor.clone()
+    return tensor
 
 
 def _swap_in(tmp: Path, directory: Path) -> None:

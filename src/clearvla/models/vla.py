@@ -100,11 +100,14 @@ class VLA(nn.Module):
 
         return load_pretrained(cls, Path(directory), dtype=dtype, device=device)
 
-    def save_pretrained(self, directory: str | Path, *, max_shard_size: int | str = "5GB") -> Path:
-        """Write an OpenVLA-format checkpoint atomically (temporary directory, then rename)."""
+    def save_pretrained(
+        self, directory: str | Path, *, max_shard_size: int | str = "5GB", state_dict: dict[str, torch.Tensor] | None = None
+    ) -> Path:
+        """Write an OpenVLA-format checkpoint atomically (temporary directory, then rename). `state_dict`
+        replaces this module's own tensors (e.g. full weights gathered from FSDP shards)."""
         from clearvla.models.checkpoint import save_pretrained
 
-        return save_pretrained(self, Path(directory), max_shard_size=max_shard_size)
+        return save_pretrained(self, Path(directory), max_shard_size=max_shard_size, state_dict=state_dict)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -27,7 +27,6 @@ from safetensors.torch import load_file, save_file
 from clearvla.errors import CheckpointError
 from clearvla.models.checkpoint import read_state_dict
 from clearvla.models.vla import VLA
-from clearvla.train.modes import lora_state_dict
 from clearvla.train.state import load_tree, save_tree
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -49,22 +48,33 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted((p for p in root.iterdir() if _STEP_DIR.match(p.name)), key=lambda p: p.name)
 
 
+def gather_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Full (unsharded, CPU) model and optimizer state dicts keyed by parameter name, for a plain, DDP or
+    FSDP model alike. A collective under FSDP: every rank must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
+
+
 def save_checkpoint(
-    run_dir: Path, model: VLA, optimizer: torch.optim.Optimizer, scheduler: Any,
+    run_dir: Path, vla: VLA, model_state: dict, optimizer_state: dict, scheduler: Any,
     step: int, samples: int, lora: dict[str, Any] | None, keep_last: int,
 ) -> Path:
+    """Write one checkpoint from gathered state (see `gather_state`); rank 0 only."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step-{step:08d}-", dir=root))
     try:
         if lora is None:
-            model.save_pretrained(tmp / "model")
+            vla.save_pretrained(tmp / "model", state_dict=model_state)
         else:
             (tmp / "adapter").mkdir()
-            save_file({k: v.detach().contiguous() for k, v in lora_state_dict(model).items()}, str(tmp / "adapter" / ADAPTER_WEIGHTS))
+            adapters = {k: v.detach().contiguous() for k, v in model_state.items() if "lora_" in k}
+            save_file(adapters, str(tmp / "adapter" / ADAPTER_WEIGHTS))
             (tmp / "adapter" / ADAPTER_CONFIG).write_text(json.dumps(lora, indent=2))
-        save_tree(optimizer.state_dict(), tmp, "optimizer")
+        save_tree(optimizer_state, tmp, "optimizer")
         (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
         save_tree({"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}, tmp, "rng")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "samples": samples}))
@@ -81,18 +91,23 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(directory: Path, model: VLA, optimizer: torch.optim.Optimizer, scheduler: Any) -> Resumed:
-    """Restore model weights (or LoRA adapters), optimizer, scheduler and RNG in place."""
+def load_checkpoint(
+    directory: Path, model: torch.nn.Module, vla: VLA, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> Resumed:
+    """Restore weights (or LoRA adapters), optimizer, scheduler and RNG in place. `model` is what trains
+    (plain, DDP or FSDP); every rank reads the files itself."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+    full = StateDictOptions(full_state_dict=True, strict=False)
+    names = {k: v for k, v in vla.state_dict().items() if not k.endswith("rotary_emb.inv_freq")}
     if (directory / "adapter").is_dir():
-        adapters = load_file(str(directory / "adapter" / ADAPTER_WEIGHTS))
-        expected = set(lora_state_dict(model))
-        if set(adapters) != expected:
+        weights = load_file(str(directory / "adapter" / ADAPTER_WEIGHTS))
+        if set(weights) != {k for k in names if "lora_" in k}:
             raise CheckpointError(f"{directory / 'adapter'}: adapter tensors do not match the model's LoRA layers")
-        model.load_state_dict(adapters, strict=False)
     else:
-        expected_shapes = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("rotary_emb.inv_freq")}
-        model.load_state_dict(read_state_dict(directory / "model", expected_shapes, model.dtype), strict=False)
-    optimizer.load_state_dict(load_tree(directory, "optimizer"))
+        weights = read_state_dict(directory / "model", {k: v.shape for k, v in names.items()}, torch.float32)
+    set_model_state_dict(model, weights, options=full)
+    set_optimizer_state_dict(model, optimizer, load_tree(directory, "optimizer"), options=full)
     scheduler.load_state_dict(json.loads((directory / "scheduler.json").read_text()))
     rng = load_tree(directory, "rng")
     torch.set_rng_state(rng["torch"])

@@ -15,7 +15,7 @@ from torch import nn
 
 from clearvla.config import TrainConfig
 from clearvla.models.vla import VLA
-from clearvla.train.checkpointing import checkpoint_dirs, load_checkpoint, save_checkpoint
+from clearvla.train.checkpointing import checkpoint_dirs, gather_state, load_checkpoint, save_checkpoint
 from clearvla.train.metrics import action_metrics
 from clearvla.train.optim import build_optimizer, build_scheduler
 
@@ -93,7 +93,7 @@ def train(
     step, samples = 0, 0
     existing = checkpoint_dirs(run_dir)
     if cfg.resume and existing:
-        resumed = load_checkpoint(existing[-1], vla, optimizer, scheduler)
+        resumed = load_checkpoint(existing[-1], model, vla, optimizer, scheduler)
         step, samples = resumed.step, resumed.samples
         log.info("resumed from %s (step %d)", existing[-1], step)
     elif existing and dist.is_main:
@@ -139,12 +139,13 @@ def train(
                 writer.log(step, metrics)
         for callback in callbacks:
             callback(step, metrics)
-        if dist.is_main and (step % cfg.save_every == 0 or step == cfg.max_steps):
-            save_checkpoint(run_dir, vla, optimizer, scheduler, step, samples, lora, cfg.keep_last)
-            if writer is not None:
+        if step % cfg.save_every == 0 or step == cfg.max_steps:
+            model_state, optimizer_state = gather_state(model, optimizer)  # collective under FSDP
+            if dist.is_main:
+                save_checkpoint(run_dir, vla, model_state, optimizer_state, scheduler, step, samples, lora, cfg.keep_last)
                 writer.plot()
-        if dist.world_size > 1 and step % cfg.save_every == 0:
-            torch.distributed.barrier()  # no rank runs ahead of a checkpoint being written
+            if dist.world_size > 1:
+                torch.distributed.barrier()  # no rank runs ahead of a checkpoint being written
     if writer is not None:
         writer.close()
     return history

@@ -101,7 +101,3 @@ def merge_lora(model: VLA) -> VLA:
     model.requires_grad_(True)
     return model
 
-
-def lora_state_dict(model: nn.Module) -> dict:
-    """Only the adapter tensors (names as in the model, containing `lora_`)."""
-    return {k: v for k, v in model.state_dict().items() if "lora_" in k}
