@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "clearvla.commands.demo",
     "train": "clearvla.commands.train",
     "merge": "clearvla.commands.merge",
+    "eval": "clearvla.commands.eval",
     "data": "clearvla.commands.data",
     "sim": "clearvla.commands.sim",
 }

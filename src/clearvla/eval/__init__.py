@@ -1,0 +1,1 @@
+"""Evaluation: closed-loop rollouts in the simulator, success statistics with intervals, reports."""

@@ -1,0 +1,171 @@
+"""Closed-loop evaluation of a checkpoint in the simulator, episodes spread over worker processes.
+
+Each worker loads the checkpoint once and plays its share of the suite's fixed episode list, so results do
+not depend on the number of workers. Workers are spawned (not forked): MuJoCo's GL context and torch's
+thread pools do not survive a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty
+from typing import Callable
+
+import numpy as np
+
+from clearvla.eval.report import EpisodeResult, SuiteReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """What one worker needs: which checkpoint, suite and episode indices, and how to run them."""
+
+    checkpoint: str
+    suite: str
+    indices: tuple[int, ...]
+    image_size: int
+    unnorm_key: str | None
+    center_crop: bool
+    video_dir: str | None
+    videos: str  # "failures" | "all" | "none"
+    dtype: str = "float32"
+
+
+def overlay(frame: np.ndarray, instruction: str, action: np.ndarray | None) -> np.ndarray:
+    """The frame (upscaled to at least 256 px) with the instruction and the predicted action written below."""
+    from PIL import Image
+
+    from clearvla.sim.video import caption
+
+    scale = max(1, 256 // frame.shape[0])
+    big = np.asarray(Image.fromarray(frame).resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST))
+    text = instruction if action is None else f"{instruction} | a=[{', '.join(f'{a:+.3f}' for a in action)}]"
+    return caption(big, text)
+
+
+def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+    """Play `job.indices` of `job.suite` with the checkpoint; write videos as asked."""
+    import torch
+
+    from clearvla.infer.policy import VLAPolicy
+    from clearvla.models.vla import VLA
+    from clearvla.sim import suites
+    from clearvla.sim.env import WorkcellEnv
+    from clearvla.sim.rollout import run_episode
+    from clearvla.sim.video import write_video
+
+    torch.set_num_threads(1)  # one core per worker process
+    policy = VLAPolicy(VLA.from_pretrained(job.checkpoint, dtype=getattr(torch, job.dtype)), job.unnorm_key, job.center_crop)
+    env = WorkcellEnv(job.suite, image_size=job.image_size, wrist_camera=False)
+    results = []
+    try:
+        for index in job.indices:
+            spec = suites.episode(job.suite, index)
+            frames: list[np.ndarray] = []
+            capture = job.videos != "none" and job.video_dir is not None
+
+            def on_step(obs: dict, info: dict) -> None:
+                if capture:
+                    frames.append(overlay(obs["image"], info["instruction"], policy.last_action))
+
+            rollout = run_episode(env, policy, spec, record=False, on_step=on_step)
+            video = None
+            if capture and (job.videos == "all" or not rollout.success):
+                outcome = "success" if rollout.success else "failure"
+                path = Path(job.video_dir) / f"{job.suite}_{index:04d}_{spec.task}_{outcome}.mp4"
+                video = str(write_video(frames, path, fps=10))
+            result = EpisodeResult(job.suite, index, spec.task, rollout.instruction, rollout.success,
+                                   int(rollout.final_info["step"]), video)
+            results.append(result)
+            if progress is not None:
+                progress(result)
+    finally:
+        env.close()
+    return results
+
+
+def _worker(job: EvalJob, queue: "mp.Queue") -> None:
+    try:
+        run_job(job, progress=queue.put)
+        queue.put(None)
+    except BaseException as e:  # report, don't hang the parent
+        queue.put(RuntimeError(f"eval worker failed on {job.suite}: {type(e).__name__}: {e}"))
+
+
+def evaluate_suite(
+    checkpoint: str | Path,
+    suite: str,
+    episodes: int,
+    *,
+    workers: int = 2,
+    image_size: int | None = None,
+    unnorm_key: str | None = None,
+    center_crop: bool = False,
+    out_dir: Path | None = None,
+    videos: str = "failures",
+    dtype: str = "float32",
+    on_episode: Callable[[EpisodeResult], None] | None = None,
+) -> SuiteReport:
+    """Success of a checkpoint on the first `episodes` episodes of `suite` (a fixed list), with `workers`
+    processes. `image_size` defaults to the checkpoint's input size. Failure videos go to out_dir/videos."""
+    from clearvla.errors import ConfigError
+    from clearvla.models.checkpoint import PROCESSOR_FILE
+    from clearvla.models.processor import ImageProcessor
+    from clearvla.sim import suites
+
+    suites.check_suite(suite)
+    available = len(suites.episodes(suite))
+    if not 1 <= episodes <= available:
+        raise ConfigError(f"suite {suite!r} has {available} episodes; asked for {episodes}")
+    if videos not in ("failures", "all", "none"):
+        raise ConfigError(f"videos must be failures, all or none, got {videos!r}")
+    if image_size is None:
+        import json
+
+        path = Path(checkpoint) / PROCESSOR_FILE
+        image_size = ImageProcessor.from_json_dict(json.loads(path.read_text()), str(path)).image_size if path.is_file() else 224
+    video_dir = None if out_dir is None else str(out_dir / "videos")
+    indices = list(range(episodes))
+    workers = max(1, min(workers, episodes))
+    jobs = [EvalJob(str(checkpoint), suite, tuple(indices[w::workers]), image_size, unnorm_key, center_crop,
+                    video_dir, videos, dtype) for w in range(workers)]
+    start = time.perf_counter()
+    report = SuiteReport(str(checkpoint), suite)
+    if workers == 1:
+        report.episodes = run_job(jobs[0], progress=on_episode)
+    else:
+        context = mp.get_context("spawn")
+        queue = context.Queue()
+        procs = [context.Process(target=_worker, args=(job, queue), daemon=True) for job in jobs]
+        for p in procs:
+            p.start()
+        finished = 0
+        while finished < len(procs):
+            try:
+                item = queue.get(timeout=10)
+            except Empty:  # a worker killed outright (segfault, OOM) sends nothing: notice it
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    item = RuntimeError(f"eval worker exited with code {dead[0].exitcode}")
+                else:
+                    continue
+            if item is None:
+                finished += 1
+            elif isinstance(item, Exception):
+                for p in procs:
+                    p.terminate()
+                raise item
+            else:
+                report.episodes.append(item)
+                if on_episode is not None:
+                    on_episode(item)
+        for p in procs:
+            p.join()
+    report.seconds = time.perf_counter() - start
+    return report

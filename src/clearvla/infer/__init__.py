@@ -1,0 +1,1 @@
+"""Inference: policies that turn observations into robot actions."""

@@ -1,0 +1,35 @@
+"""A VLA as a closed-loop policy: observation dict + instruction -> one robot action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from clearvla.actions.normalize import select_stats
+from clearvla.models.vla import VLA
+
+
+class VLAPolicy:
+    """`policy(obs, info) -> action [A] float32` for the simulator's rollout loop (or a robot loop).
+
+    obs["image"]: uint8 [H, W, 3] third-person view; the instruction comes from `info["instruction"]`
+    unless one is fixed here. Actions are un-normalised with `norm_stats[unnorm_key]`. The last action is
+    kept in `last_action` (for overlays and logs).
+    """
+
+    def __init__(self, vla: VLA, unnorm_key: str | None = None, center_crop: bool = False, instruction: str | None = None) -> None:
+        self.vla = vla.eval()
+        self.unnorm_key = select_stats(vla.norm_stats, unnorm_key)
+        self.center_crop = center_crop
+        self.instruction = instruction
+        self.last_action: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.last_action = None
+
+    def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        text = self.instruction if self.instruction is not None else info["instruction"]
+        action = self.vla.predict_action(obs["image"], text, self.unnorm_key, center_crop=self.center_crop)
+        self.last_action = action.astype(np.float32)
+        return self.last_action

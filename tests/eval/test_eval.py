@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from clearvla.cli import main
+from clearvla.errors import ConfigError
+from clearvla.eval.report import EpisodeResult, SuiteReport
+from clearvla.eval.rollout import evaluate_suite
+from clearvla.eval.stats import wilson_interval
+from clearvla.models.vla import VLA
+
+STATS = {"workcell": {"action": {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0], "mask": [True] * 6 + [False]}}}
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(0, 4) == (0.0, pytest.approx(0.4899, abs=1e-4))
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_report_summarises_per_task_with_intervals():
+    report = SuiteReport("ckpt", "train", [
+        EpisodeResult("train", 0, "pick", "pick up the red block", True, 12),
+        EpisodeResult("train", 1, "pick", "pick up the blue block", False, 60, "videos/x.mp4"),
+        EpisodeResult("train", 2, "push", "push the nut left", True, 20),
+    ])
+    s = report.summary()
+    assert s["successes"] == 2 and s["episodes"] == 3 and s["per_task"]["pick"]["success_rate"] == 0.5
+    assert s["ci95"] == list(wilson_interval(2, 3))
+    md = report.markdown()
+    assert "| pick | 2 | 50.0% |" in md and "[video](videos/x.mp4)" in md
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = VLA.from_config("tiny", image_size=32, norm_stats=STATS)
+    return model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny32")
+
+
+def test_eval_cli_runs_episodes_in_worker_processes_and_writes_reports(checkpoint, tmp_path, capsys):
+    code = main(["eval", "--checkpoint", str(checkpoint), "--suite", "train", "--episodes", "2",
+                 "--workers", "2", "--out", str(tmp_path), "--videos", "all"])
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())["suites"][0]
+    assert report["episodes"] == 2 and [r["index"] for r in report["results"]] == [0, 1]
+    assert len(list((tmp_path / "videos").glob("train_000*.mp4"))) == 2
+    assert "| train | 2 |" in capsys.readouterr().out
+    assert (tmp_path / "report.md").read_text().startswith("# Evaluation of")
+    # Results do not depend on how episodes are spread over workers.
+    alone = evaluate_suite(checkpoint, "train", 1, workers=1, videos="none").episodes[0]
+    assert (alone.index, alone.success, alone.steps) == (0, report["results"][0]["success"], report["results"][0]["steps"])
+
+
+def test_bad_requests_are_named(checkpoint, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="unknown suite|valid|suite"):
+        evaluate_suite(checkpoint, "kitchen", 1)
+    with pytest.raises(ConfigError, match="has .* episodes; asked for 100000"):
+        evaluate_suite(checkpoint, "train", 100000)
+    assert main(["eval", "--checkpoint", str(tmp_path), "--episodes", "1"]) == 2
+    assert "not a checkpoint directory" in capsys.readouterr().err
