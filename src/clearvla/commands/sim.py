@@ -1,0 +1,138 @@
+"""`clearvla sim`: the MuJoCo workcell. Subcommands:
+
+  record  write scripted-expert demonstrations of a suite as a LeRobot v3 dataset
+  video   write an MP4 or GIF of the expert playing one episode
+  expert  measure the scripted expert's success per suite and task
+  suites  list the suites and their sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from clearvla.errors import ConfigError
+
+SUITE_HELP = "suite name: train, visual, motion, physical, semantic, ambiguous"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sim", help="MuJoCo workcell: record demos, render videos, measure the expert")
+    sub = p.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+
+    r = sub.add_parser("record", help="record successful expert demonstrations (LeRobot v3)")
+    r.add_argument("--suite", default="train", help=SUITE_HELP)
+    r.add_argument("--episodes", type=int, required=True, help="number of successful episodes to write")
+    r.add_argument("--out", type=Path, required=True, help="new dataset directory (must not exist or be empty)")
+    r.add_argument("--image-size", type=int, default=128, help="square camera images, pixels (default 128)")
+    r.add_argument("--seed", type=int, default=0, help="expert noise seed (default 0)")
+    r.add_argument("--start", type=int, default=0, help="first suite episode index to play (default 0)")
+    r.add_argument("--no-wrist", action="store_true", help="record only the third-person camera")
+    r.set_defaults(func=run_record)
+
+    v = sub.add_parser("video", help="MP4/GIF of the expert playing one episode")
+    v.add_argument("--suite", default="train", help=SUITE_HELP)
+    v.add_argument("--episode", type=int, default=0, help="episode index within the suite (default 0)")
+    v.add_argument("--out", type=Path, required=True, help="output file, .mp4 or .gif")
+    v.add_argument("--image-size", type=int, default=224, help="square frame size, pixels (default 224)")
+    v.add_argument("--seed", type=int, default=0, help="expert noise seed (default 0)")
+    v.add_argument("--wrist", action="store_true", help="put the wrist camera beside the third-person view")
+    v.set_defaults(func=run_video)
+
+    e = sub.add_parser("expert", help="scripted-expert success rate per suite and task")
+    e.add_argument("--suite", action="append", help=f"{SUITE_HELP}; repeatable (default: all)")
+    e.add_argument("--episodes", type=int, default=100, help="episodes per suite, from index 0 (default 100)")
+    e.add_argument("--seed", type=int, default=0, help="expert noise seed (default 0)")
+    e.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    e.set_defaults(func=run_expert)
+
+    s = sub.add_parser("suites", help="list the suites")
+    s.set_defaults(func=run_suites)
+
+
+def run_record(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from clearvla.sim.record import record_demos
+    from clearvla.sim.suites import check_suite
+
+    check_suite(args.suite)
+    with tqdm(total=args.episodes, desc=f"recording {args.suite}", unit="demo") as bar:
+        attempts = 0
+
+        def progress(success: bool) -> None:
+            nonlocal attempts
+            attempts += 1
+            bar.update(int(success))
+            bar.set_postfix(attempts=attempts)
+
+        report = record_demos(
+            args.suite, args.episodes, args.out, image_size=args.image_size, seed=args.seed, start=args.start,
+            wrist_camera=not args.no_wrist, on_episode=progress,
+        )  # fmt: skip
+    print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")
+    return 0
+
+
+def run_video(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from clearvla.sim.env import WorkcellEnv
+    from clearvla.sim.expert import ScriptedExpert
+    from clearvla.sim.rollout import run_episode
+    from clearvla.sim.suites import episode
+    from clearvla.sim.video import VIDEO_SUFFIXES, caption, write_video
+
+    if args.out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ConfigError(f"--out must end in {' or '.join(VIDEO_SUFFIXES)}, got {args.out.name!r}")
+    spec = episode(args.suite, args.episode)
+    env = WorkcellEnv(args.suite, image_size=args.image_size, wrist_camera=args.wrist)
+    frames: list[np.ndarray] = []
+
+    def grab(obs: dict, info: dict) -> None:
+        view = np.concatenate([obs["image"], obs["wrist_image"]], axis=1) if args.wrist else obs["image"]
+        status = " [success]" if info["success"] else ""
+        frames.append(caption(view, f"{info['instruction']}{status}"))
+
+    try:
+        rollout = run_episode(env, ScriptedExpert(env, seed=args.seed), spec, record=False, on_step=grab)
+    finally:
+        env.close()
+    write_video(frames, args.out, fps=env.metadata["render_fps"])
+    result = "success" if rollout.success else "failure"
+    print(f"{args.out}: {len(frames)} frames, {spec.suite}/{spec.index} {spec.task}: {rollout.instruction!r} ({result})")
+    return 0
+
+
+def run_expert(args: argparse.Namespace) -> int:
+    from clearvla.sim.env import WorkcellEnv
+    from clearvla.sim.expert import ScriptedExpert
+    from clearvla.sim.rollout import evaluate
+    from clearvla.sim.suites import SUITES, check_suite, episodes
+
+    names = [check_suite(s) for s in (args.suite or SUITES)]
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    results = {}
+    for name in names:
+        env = WorkcellEnv(name, images=False)
+        results[name] = evaluate(env, ScriptedExpert(env, seed=args.seed), episodes(name)[: args.episodes]).to_dict()
+        env.close()
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print("| suite | episodes | success | pick | place | stack | push |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        tasks = " | ".join(f"{r['per_task'][t]['success_rate']:.1%}" if t in r["per_task"] else "-" for t in ("pick", "place", "stack", "push"))
+        print(f"| {name} | {r['episodes']} | {r['success_rate']:.1%} | {tasks} |")
+    return 0
+
+
+def run_suites(args: argparse.Namespace) -> int:
+    from clearvla.sim.suites import SUITE_SIZES, SUITES
+
+    for name in SUITES:
+        print(f"{name:10s} {SUITE_SIZES[name]:5d} episodes")
+    return 0

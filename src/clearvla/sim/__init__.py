@@ -1,0 +1,26 @@
+"""The clearvla industrial workcell simulator (MuJoCo): a UR5-like arm with a parallel-jaw gripper, industrial
+parts, bins and fixtures, language-conditioned tasks, a scripted expert and fixed evaluation suites.
+
+Importing this package registers the gymnasium ids `clearvla/Workcell-v0` (suite chosen by the `suite=` kwarg)
+and `clearvla/Workcell-<suite>-v0` for every suite in `clearvla.sim.suites.SUITES`.
+
+Modules: `env` (the gymnasium env), `suites` (episode lists), `sampling` (scene/instruction sampling),
+`vocab` / `language` (attribute vocabulary, synonyms, referring expressions), `tasks` (success checkers),
+`expert` (scripted expert), `rollout` / `record` / `video` (running, recording and filming episodes),
+`arm` / `scene` / `objects` / `world` / `render` (MJCF, kinematics, physics and cameras).
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+from clearvla.sim.suites import SUITES
+
+ENV_ID = "clearvla/Workcell-v0"
+ENV_IDS: dict[str, str] = {suite: f"clearvla/Workcell-{suite}-v0" for suite in SUITES}
+
+for _id, _kwargs in [(ENV_ID, {}), *((env_id, {"suite": suite}) for suite, env_id in ENV_IDS.items())]:
+    if _id not in registry:
+        register(id=_id, entry_point="clearvla.sim.env:WorkcellEnv", kwargs=_kwargs)
+
+__all__ = ["ENV_ID", "ENV_IDS", "SUITES"]

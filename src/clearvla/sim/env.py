@@ -1,0 +1,200 @@
+"""The gymnasium environment `clearvla/Workcell-v0`.
+
+Observation (dict):
+  "image":       [H, W, 3] uint8, fixed third-person camera (H = W = image_size)
+  "wrist_image": [H, W, 3] uint8, camera on the gripper (absent when wrist_camera=False)
+  "proprio":     [13] float32, see PROPRIO_KEYS
+Action: [7] float32 (dx, dy, dz, droll, dpitch, dyaw, gripper): metres / radians per control step in the world
+(= robot base) frame, gripper 1 = open, 0 = closed (threshold 0.5); clipped to ACTION_LOW / ACTION_HIGH.
+Episodes terminate on success (reward 1) and truncate at the task's step limit.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from clearvla.errors import ConfigError, InputError
+from clearvla.sim import suites
+from clearvla.sim.arm import WRIST_CAMERA, ArmLimits
+from clearvla.sim.objects import SceneObject
+from clearvla.sim.render import CameraRenderer
+from clearvla.sim.sampling import EpisodeSetup, EpisodeSpec
+from clearvla.sim.scene import FRONT_CAMERA
+from clearvla.sim.tasks import is_success
+from clearvla.sim.world import Workcell
+
+PROPRIO_KEYS: tuple[str, ...] = (
+    "x", "y", "z", "roll", "pitch", "yaw", "gripper",
+    "shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3",
+)  # fmt: skip
+ACTION_LOW = np.array([-0.03, -0.03, -0.03, -0.25, -0.25, -0.25, 0.0], dtype=np.float32)
+ACTION_HIGH = np.array([0.03, 0.03, 0.03, 0.25, 0.25, 0.25, 1.0], dtype=np.float32)
+
+
+class WorkcellEnv(gym.Env):
+    """Industrial workcell: a UR5-like arm, parts, bins; language-conditioned pick/place/stack/push tasks.
+
+    suite:         which episode list reset() draws from (see `clearvla.sim.suites.SUITES`).
+    image_size:    side of the square camera images in pixels.
+    wrist_camera:  include "wrist_image" in observations.
+    images:        render cameras at all (False gives proprio-only observations, for fast expert runs).
+    control_hz:    control rate; each step integrates 1 / control_hz seconds of physics.
+    physics_dt:    MuJoCo timestep in seconds.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        suite: str = "train",
+        *,
+        image_size: int = 224,
+        wrist_camera: bool = True,
+        images: bool = True,
+        control_hz: float = 10.0,
+        physics_dt: float = 0.002,
+        render_mode: str | None = None,
+        limits: ArmLimits | None = None,
+    ) -> None:
+        self.suite = suites.check_suite(suite)
+        if not isinstance(image_size, int) or not 16 <= image_size <= 1024:
+            raise ConfigError(f"image_size must be an integer in [16, 1024], got {image_size!r}")
+        if not control_hz > 0 or not 0 < physics_dt <= 1.0 / control_hz:
+            raise ConfigError(
+                f"need control_hz > 0 and 0 < physics_dt <= 1 / control_hz, got {control_hz=} {physics_dt=}"
+            )
+        if render_mode not in (None, "rgb_array"):
+            raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.image_size = image_size
+        self.wrist_camera = wrist_camera and images
+        self.images = images
+        self.control_dt = 1.0 / control_hz
+        self.physics_dt = physics_dt
+        self.render_mode = render_mode
+        self.limits = limits or ArmLimits()
+        self.metadata = {**self.metadata, "render_fps": control_hz}
+        spaces: dict[str, gym.Space] = {}
+        if images:
+            spaces["image"] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+            if self.wrist_camera:
+                spaces["wrist_image"] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        spaces["proprio"] = gym.spaces.Box(-np.inf, np.inf, (len(PROPRIO_KEYS),), np.float32)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
+        self.world: Workcell | None = None
+        self.setup: EpisodeSetup | None = None
+        self._renderer: CameraRenderer | None = None
+        self._frame: np.ndarray | None = None
+        self._steps = 0
+
+    # -- gymnasium API -------------------------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode. options={"episode": EpisodeSpec} plays that episode; options={"index": i} plays
+        episode i of this env's suite; otherwise an episode of the suite is drawn with the env's seeded RNG."""
+        super().reset(seed=seed)
+        options = options or {}
+        if "episode" in options:
+            spec = options["episode"]
+            if not isinstance(spec, EpisodeSpec):
+                raise InputError(f"options['episode'] must be a clearvla.sim.suites EpisodeSpec, got {type(spec).__name__}")
+        elif "index" in options:
+            spec = suites.episode(self.suite, int(options["index"]))
+        else:
+            specs = suites.episodes(self.suite)
+            spec = specs[int(self.np_random.integers(len(specs)))]
+        self.setup = suites.setup(spec)
+        self.world = Workcell(
+            self.setup.scene,
+            image_size=self.image_size,
+            physics_dt=self.physics_dt,
+            control_dt=self.control_dt,
+            limits=self.limits,
+        )
+        if self.images or self.render_mode == "rgb_array":
+            if self._renderer is None:
+                self._renderer = CameraRenderer(self.image_size)
+            self._renderer.bind(self.world.model)
+        self._steps = 0
+        return self._observation(), self._info(success=False)
+
+    def step(self, action):
+        if self.world is None or self.setup is None:
+            raise InputError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (7,) or not np.all(np.isfinite(action)):
+            raise InputError(f"action must be 7 finite numbers (dx, dy, dz, droll, dpitch, dyaw, gripper), got {action!r}")
+        self.world.step(np.clip(action, ACTION_LOW, ACTION_HIGH))
+        self._steps += 1
+        success = is_success(self.world, self.setup.task)
+        truncated = not success and self._steps >= self.setup.max_steps
+        return self._observation(), float(success), success, truncated, self._info(success=success)
+
+    def render(self) -> np.ndarray | None:
+        """The third-person RGB frame [H, W, 3] uint8 (render_mode="rgb_array"), else None."""
+        if self.render_mode != "rgb_array" or self.world is None:
+            return None
+        if self._frame is None:
+            self._frame = self._camera(FRONT_CAMERA)
+        return self._frame
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # -- ground truth ---------------------------------------------------------------------------------------------
+
+    def scene_objects(self) -> list[SceneObject]:
+        """Every object's attributes and current pose (parts, targets, distractors)."""
+        if self.world is None:
+            raise InputError("call reset() before scene_objects()")
+        return self.world.scene_objects()
+
+    @property
+    def steps(self) -> int:
+        """Control steps taken in the current episode."""
+        return self._steps
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _camera(self, name: str) -> np.ndarray:
+        assert self._renderer is not None and self.world is not None
+        return self._renderer.render(self.world.data, name)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        assert self.world is not None
+        self._frame = None
+        obs: dict[str, np.ndarray] = {}
+        if self.images:
+            self._frame = obs["image"] = self._camera(FRONT_CAMERA)
+            if self.wrist_camera:
+                obs["wrist_image"] = self._camera(WRIST_CAMERA)
+        obs["proprio"] = self.world.arm.proprio(self.world.data)
+        return obs
+
+    def _info(self, *, success: bool) -> dict[str, Any]:
+        assert self.setup is not None
+        s = self.setup
+        return {
+            "instruction": s.instruction,
+            "task": s.task.task,
+            "success": bool(success),
+            "suite": s.spec.suite,
+            "episode": asdict(s.spec),
+            "step": self._steps,
+            "max_steps": s.max_steps,
+            "objects": self.scene_objects(),
+            "intended_object": s.intended_object,
+            "target_object": s.task.target,
+            "direction": s.task.direction,
+            "candidates": list(s.candidates),
+            "distinguishing_attributes": list(s.distinguishing_attributes),
+            "unambiguous_instruction": s.unambiguous_instruction,
+            "instruction_parse": copy.deepcopy(s.parse),
+        }

@@ -1,0 +1,151 @@
+"""Running a policy (the scripted expert or a learned model) through workcell episodes.
+
+A policy is any callable `policy(obs, info) -> action [7]`; if it has a `reset()` method it is called at the
+start of every episode (after env.reset).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from clearvla.data.episode import Episode
+from clearvla.sim.sampling import EpisodeSpec
+
+log = logging.getLogger(__name__)
+DATASET_NAME = "clearvla_workcell"
+
+
+class Policy(Protocol):
+    def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray: ...
+
+
+@dataclass
+class Rollout:
+    """One episode: per step t the observation seen before action t (images, proprio) and action t."""
+
+    spec: EpisodeSpec
+    instruction: str
+    task: str
+    images: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    proprio: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
+    success: bool = False
+    final_info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def to_episode(self, metadata: dict[str, Any] | None = None) -> Episode:
+        """As a clearvla `Episode` (camera names "image" and "wrist_image", dataset "clearvla_workcell")."""
+        n = len(self.actions)
+        terminal = np.zeros(n, dtype=bool)
+        terminal[-1] = self.success
+        return Episode(
+            images={name: np.stack(frames) for name, frames in self.images.items()},
+            actions=np.stack(self.actions).astype(np.float32),
+            instruction=self.instruction,
+            proprio=np.stack(self.proprio).astype(np.float32),
+            is_terminal=terminal,
+            dataset_name=DATASET_NAME,
+            metadata={
+                "suite": self.spec.suite,
+                "index": self.spec.index,
+                "seed": self.spec.seed,
+                "task": self.task,
+                "success": self.success,
+                "intended_object": self.final_info.get("intended_object"),
+                **(metadata or {}),
+            },
+        )
+
+
+def run_episode(
+    env: gym.Env,
+    policy: Policy,
+    spec: EpisodeSpec,
+    *,
+    record: bool = True,
+    on_step: Callable[[dict[str, np.ndarray], dict[str, Any]], None] | None = None,
+) -> Rollout:
+    """Play `spec` with `policy` until the env terminates or truncates. With `record`, keep every observation
+    and action; `on_step(obs, info)` sees each observation (including the last) as it arrives."""
+    obs, info = env.reset(options={"episode": spec})
+    reset = getattr(policy, "reset", None)
+    if callable(reset):
+        reset()
+    out = Rollout(spec=spec, instruction=info["instruction"], task=info["task"])
+    if on_step is not None:
+        on_step(obs, info)
+    done = False
+    while not done:
+        action = np.asarray(policy(obs, info), dtype=np.float32)
+        if record:
+            for key in ("image", "wrist_image"):
+                if key in obs:
+                    out.images.setdefault(key, []).append(obs[key])
+            out.proprio.append(obs["proprio"])
+            out.actions.append(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        if on_step is not None:
+            on_step(obs, info)
+        done = terminated or truncated
+    out.success = bool(info["success"])
+    out.final_info = info
+    log.info("episode %s/%d %s: %s in %d steps", spec.suite, spec.index, spec.task,
+             "success" if out.success else "failure", info["step"])  # fmt: skip
+    return out
+
+
+@dataclass
+class SuccessReport:
+    """Success counts per task for one suite."""
+
+    suite: str
+    per_task: dict[str, list[bool]] = field(default_factory=dict)
+    steps: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, task: str, success: bool, steps: int) -> None:
+        self.per_task.setdefault(task, []).append(success)
+        self.steps.setdefault(task, []).append(steps)
+
+    @property
+    def rate(self) -> float:
+        runs = [s for v in self.per_task.values() for s in v]
+        return float(np.mean(runs)) if runs else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "episodes": sum(len(v) for v in self.per_task.values()),
+            "success_rate": self.rate,
+            "per_task": {
+                task: {"episodes": len(v), "success_rate": float(np.mean(v)), "mean_steps": float(np.mean(self.steps[task]))}
+                for task, v in sorted(self.per_task.items())
+            },
+        }
+
+
+def evaluate(
+    env: gym.Env,
+    policy: Policy,
+    specs: Iterable[EpisodeSpec],
+    *,
+    on_episode: Callable[[Rollout], None] | None = None,
+) -> SuccessReport:
+    """Success of `policy` on every episode in `specs` (all from one suite)."""
+    report: SuccessReport | None = None
+    for spec in specs:
+        rollout = run_episode(env, policy, spec, record=False)
+        report = report or SuccessReport(spec.suite)
+        report.add(spec.task, rollout.success, int(rollout.final_info["step"]))
+        if on_episode is not None:
+            on_episode(rollout)
+    if report is None:
+        raise ValueError("no episodes to evaluate")
+    return report

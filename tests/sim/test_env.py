@@ -1,0 +1,120 @@
+"""The gymnasium env: registration, spaces, rendering shapes, determinism, info, errors, truncation."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import clearvla.sim  # noqa: F401  registers the ids
+from clearvla.errors import ConfigError, InputError
+from clearvla.sim import ENV_ID, ENV_IDS, suites
+from clearvla.sim.env import PROPRIO_KEYS, WorkcellEnv
+from clearvla.sim.objects import SceneObject
+
+
+def test_make_registered_ids_and_render_shapes() -> None:
+    env = gym.make(ENV_ID, suite="visual", image_size=64, render_mode="rgb_array")
+    obs, info = env.reset(seed=3)
+    assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+    assert obs["wrist_image"].shape == (64, 64, 3) and obs["wrist_image"].dtype == np.uint8
+    assert obs["proprio"].shape == (len(PROPRIO_KEYS),) and obs["proprio"].dtype == np.float32
+    assert env.observation_space.contains(obs)
+    assert env.render().shape == (64, 64, 3)
+    assert obs["image"].std() > 5  # an actual picture, not a blank buffer
+    obs, *_ = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs)
+    env.close()
+    assert set(ENV_IDS) == set(suites.SUITES)
+    env = gym.make(ENV_IDS["semantic"], image_size=32, wrist_camera=False)
+    obs, info = env.reset(seed=0)
+    assert set(obs) == {"image", "proprio"} and info["suite"] == "semantic"
+    env.close()
+
+
+def test_default_image_size_is_224() -> None:
+    env = WorkcellEnv("train")
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (224, 224, 3) and obs["wrist_image"].shape == (224, 224, 3)
+    env.close()
+
+
+def rollout(seed: int, steps: int = 6) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    env = WorkcellEnv("train", image_size=48)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(0)
+    images, proprio = [obs["image"]], [obs["proprio"]]
+    for _ in range(steps):
+        obs, *_ = env.step(rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32))
+        images.append(obs["image"])
+        proprio.append(obs["proprio"])
+    env.close()
+    return images, proprio
+
+
+def test_same_seed_same_trajectory() -> None:
+    a_img, a_prop = rollout(7)
+    b_img, b_prop = rollout(7)
+    assert all(np.array_equal(x, y) for x, y in zip(a_img, b_img))
+    assert all(np.array_equal(x, y) for x, y in zip(a_prop, b_prop))
+    c_img, _ = rollout(8)
+    assert not np.array_equal(a_img[0], c_img[0])
+
+
+def test_reset_options_choose_episodes() -> None:
+    env = WorkcellEnv("ambiguous", images=False)
+    spec = suites.episode("ambiguous", 5)
+    _, info = env.reset(options={"episode": spec})
+    assert info["episode"]["index"] == 5 and info["task"] == spec.task
+    _, info2 = env.reset(options={"index": 5})
+    assert info2["instruction"] == info["instruction"]
+    with pytest.raises(InputError):
+        env.reset(options={"episode": 5})
+    with pytest.raises(ConfigError, match="out of range"):
+        env.reset(options={"index": 10_000})
+
+
+def test_info_ground_truth() -> None:
+    env = WorkcellEnv("ambiguous", images=False)
+    _, info = env.reset(options={"index": 0})
+    for key in ("instruction", "task", "success", "objects", "intended_object", "candidates",
+                "distinguishing_attributes", "unambiguous_instruction", "instruction_parse", "target_object"):
+        assert key in info
+    assert len(info["candidates"]) >= 2 and info["intended_object"] in info["candidates"]
+    assert info["distinguishing_attributes"] and info["unambiguous_instruction"] != info["instruction"]
+    objs = env.unwrapped.scene_objects()
+    assert all(isinstance(o, SceneObject) for o in objs)
+    names = {o.name for o in objs}
+    assert info["intended_object"] in names
+    part = next(o for o in objs if o.name == info["intended_object"])
+    assert part.category == "part" and len(part.position) == 3 and len(part.quaternion) == 4
+    assert info["instruction_parse"]["object"]["kind"] == part.kind
+
+
+def test_unknown_suite_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="train, visual, motion, physical, semantic, ambiguous"):
+        gym.make(ENV_ID, suite="nope")
+    with pytest.raises(ConfigError):
+        suites.episodes("nope")
+    with pytest.raises(ConfigError):
+        WorkcellEnv("train", image_size=8)
+
+
+def test_bad_action_is_an_input_error() -> None:
+    env = WorkcellEnv("train", images=False)
+    env.reset(seed=0)
+    with pytest.raises(InputError):
+        env.step(np.zeros(6))
+    with pytest.raises(InputError):
+        env.step(np.full(7, np.nan))
+
+
+def test_truncates_at_task_step_limit() -> None:
+    env = WorkcellEnv("train", images=False)
+    _, info = env.reset(options={"episode": suites.episode("train", 0)})  # a pick task
+    steps, done = 0, False
+    while not done:
+        _, reward, terminated, truncated, info = env.step(np.array([0, 0, 0, 0, 0, 0, 1.0]))
+        steps += 1
+        done = terminated or truncated
+    assert truncated and not terminated and reward == 0.0 and steps == info["max_steps"]
