@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench default-model clean
 
 install: $(STAMP)
 
@@ -27,6 +27,14 @@ test: install
 
 bench: install
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# Reproduces the shipped default model: demonstrations -> training (resumable) -> evaluation.
+DEMOS := runs/data/workcell_train_128
+default-model: install
+	test -d $(DEMOS) || $(VENV)/bin/clearvla sim record --suite train --episodes 1000 --out $(DEMOS) --image-size 128 --no-wrist --seed 0
+	$(VENV)/bin/clearvla train --config configs/default_model.yaml --resume
+	$(VENV)/bin/clearvla eval --checkpoint runs/default_model/checkpoints/$$(ls runs/default_model/checkpoints | tail -1)/model \
+		--suite train --episodes 50
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs

@@ -49,7 +49,7 @@ def main() -> None:
             print(row)
     params = sum(p.numel() for p in model.parameters())
     path = write_result("predict_latency", {"preset": "tiny", "image_size": args.image_size, "parameters": params, "rows": rows})
-    print(f"\n| dtype | batch | ms / call (p50) | ms / action | actions / s |\n|---|---|---|---|---|")
+    print("\n| dtype | batch | ms / call (p50) | ms / action | actions / s |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['dtype']} | {r['batch']} | {r['ms_per_call_p50']} | {r['ms_per_action']} | {r['actions_per_s']} |")
     print(f"\nwrote {path}")

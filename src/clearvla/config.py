@@ -176,6 +176,9 @@ class TrainConfig:
     """Fraction of episodes held out for validation metrics."""
     augment: bool = True
     """OpenVLA's image augmentation (random resized crop 0.9, colour jitter)."""
+    drop_outliers: bool = True
+    """Cleaning: drop episodes with an action beyond outlier_k x IQR of the dataset (per dimension)."""
+    outlier_k: float = 3.0
     num_workers: int = 2
     """DataLoader worker processes."""
     mode: str = "full"

@@ -67,3 +67,10 @@ def test_openvla_config_round_trip_prefers_tvf_normalize_params(proc):
     assert ImageProcessor.from_json_dict(cfg) == proc
     cfg["tvf_normalize_params"][0]["mean"] = [0.484375, 0.455078125, 0.40625]  # what the reference applies
     assert ImageProcessor.from_json_dict(cfg).means[0] == (0.484375, 0.455078125, 0.40625)
+
+
+def test_uint8_affine_equals_normalize(proc):
+    scale, offset = proc.uint8_affine()
+    pixels = torch.randint(0, 256, (2, 3, 4, 4)).float()
+    affine = pixels.repeat(1, 2, 1, 1) * torch.from_numpy(scale).view(1, 6, 1, 1) + torch.from_numpy(offset).view(1, 6, 1, 1)
+    torch.testing.assert_close(affine, proc.normalize(pixels / 255), atol=1e-5, rtol=1e-5)

@@ -67,7 +67,6 @@ def test_physical_uses_unseen_sizes_and_shapes() -> None:
 
 
 def test_semantic_uses_unseen_colours_and_words() -> None:
-    train_words = {forms[0] for table in vocab.SURFACE_FORMS.values() for forms in table.values()}
     for s in setups("semantic"):
         focus = next(o for o in s.scene.objects if o.name == s.intended_object)
         assert focus.colour in vocab.HELDOUT_PART_COLOURS

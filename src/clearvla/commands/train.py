@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from clearvla.data.cleaning import CleaningConfig
     from clearvla.data.loader import make_dataloader
     from clearvla.data.mixture import DatasetSpec, Mixture
     from clearvla.train.build import build_model
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     weights = cfg.weights or (1.0,) * len(cfg.datasets)
     mixture = Mixture.build(
         [DatasetSpec(path, weight) for path, weight in zip(cfg.datasets, weights)],
+        cleaning=CleaningConfig(drop_outliers=cfg.drop_outliers, outlier_k=cfg.outlier_k),
         val_fraction=cfg.val_fraction, seed=cfg.seed, cache_dir=Path(cfg.run_dir) / "cache",
     )
     vla = build_model(cfg, mixture.norm_stats, device)

@@ -68,6 +68,13 @@ class ImageProcessor:
             out.append((pixels - m) / s)
         return torch.cat(out, dim=1)
 
+    def uint8_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """`normalize(x / 255)` for uint8 pixels x as `x * scale + offset`, per output channel ([3*n] float32
+        each; equal up to float rounding), so a loader can normalise batches in place."""
+        mean = np.asarray(self.means, dtype=np.float64).reshape(-1)
+        std = np.asarray(self.stds, dtype=np.float64).reshape(-1)
+        return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
+
     # --- OpenVLA's preprocessor_config.json ---------------------------------------------------------
     def to_json_dict(self) -> dict[str, Any]:
         n = len(self.means)

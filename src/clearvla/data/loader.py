@@ -1,0 +1,226 @@
+"""A torch DataLoader that keeps a VLA trainer fed: mixture sampling, per-worker episode buffers, batched augmentation.
+
+Each worker owns a disjoint shard of every dataset's episodes. Per dataset it keeps a buffer of `buffer_episodes`
+decoded episodes (video decoded sequentially, once per episode; frames resized to the processor's size) and draws
+frames without replacement from the whole buffer; an emptied episode is replaced by the next one of a reshuffled
+order. Each batch slot picks its dataset with the mixture probabilities, so frame proportions follow OpenVLA's
+weights. Workers build whole batches (tokens, labels, augmentation vectorised over the batch) and send the augmented
+frames as uint8; the consuming process turns them into float pixel_values (8x fewer bytes cross processes than
+two backbones' float32). RAM is bounded: workers x datasets x buffer_episodes x episode frames x S*S*3 bytes.
+Unreadable episodes fail the run, or with on_error="skip" are logged (file and episode) and replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from clearvla.actions.normalize import NormStats
+from clearvla.data.augment import AugmentConfig
+from clearvla.data.batching import Sample, VLACollator
+from clearvla.data.formats import SkipLog, check_on_error
+from clearvla.data.mixture import Mixture, MixtureMember
+from clearvla.errors import ConfigError, DataError
+
+
+@dataclass(eq=False)  # identity, not array comparison, when removed from a buffer
+class _Loaded:
+    """One decoded episode in a buffer: frames [K, S, S, 3] uint8, normalised actions [K, A], a shuffled order."""
+
+    frames: np.ndarray
+    actions: np.ndarray
+    instruction: str
+    order: np.ndarray
+    cursor: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.order) - self.cursor
+
+
+class _EpisodeReader:
+    """Loads kept episodes of one dataset as model-sized frames and normalised actions."""
+
+    def __init__(self, member: MixtureMember, stats: NormStats, camera: str, processor, on_error: str, skips: SkipLog):
+        self.member, self.stats, self.camera = member, stats, camera
+        self.size, self.processor = int(processor.image_size), processor
+        self.on_error, self.skips = on_error, skips
+
+    def load(self, position: int, rng: np.random.Generator | None) -> _Loaded | None:
+        entry = self.member.index.episodes[position]
+        try:
+            episode = self.member.source.load(entry.index, images=True, cameras=[self.camera])
+            if self.camera not in episode.images:
+                have = episode.cameras or "none"
+                raise ConfigError(f"dataset {self.member.name!r} has no camera {self.camera!r}; it has: {have}")
+            frames = episode.images[self.camera]
+            if len(entry.steps) != len(frames) or entry.steps[-1] != len(frames) - 1:
+                frames = frames[entry.steps]
+        except DataError as e:
+            if self.on_error == "fail":
+                raise
+            self.skips.record(e)
+            return None
+        if frames.shape[1:3] != (self.size, self.size):
+            frames = np.stack([np.asarray(self.processor.resize(f)) for f in frames])
+        actions = self.stats.normalize(entry.actions).astype(np.float32)
+        order = rng.permutation(len(frames)) if rng is not None else np.arange(len(frames))
+        return _Loaded(frames, actions, entry.instruction, order)
+
+
+class VLABatches(IterableDataset):
+    """Iterable of collated batches for one split. "train" is endless (mixture-weighted, shuffled, augmented by
+    the collator's config); "val" is one deterministic pass over the validation episodes."""
+
+    def __init__(
+        self,
+        mixture: Mixture,
+        collator: VLACollator,
+        *,
+        split: str = "train",
+        batch_size: int = 32,
+        seed: int = 0,
+        camera: str = "image",
+        buffer_episodes: int = 4,
+        on_error: str = "fail",
+    ) -> None:
+        if split not in ("train", "val"):
+            raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
+        if batch_size < 1 or buffer_episodes < 1:
+            raise ConfigError(f"batch_size and buffer_episodes must be >= 1, got {batch_size} and {buffer_episodes}")
+        self.mixture, self.collator, self.split = mixture, collator, split
+        self.batch_size, self.seed, self.camera = batch_size, seed, camera
+        self.buffer_episodes, self.on_error = buffer_episodes, check_on_error(on_error)
+
+    def _readers(self, skips: SkipLog) -> list[_EpisodeReader]:
+        return [
+            _EpisodeReader(m, self.mixture.action_stats[m.name], self.camera, self.collator.processor, self.on_error, skips)
+            for m in self.mixture.members
+        ]
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        self.collator.reseed(self.seed * 10_007 + worker)
+        rng = np.random.default_rng([self.seed, worker])
+        skips = SkipLog()
+        readers = self._readers(skips)
+        if self.split == "train":
+            return self._train(readers, rng, worker, workers)
+        return self._val(readers, worker, workers)
+
+    def _shard(self, positions: np.ndarray, worker: int, workers: int) -> np.ndarray:
+        shard = positions[worker::workers]
+        # Fewer episodes than workers: share them rather than leave a worker with nothing (training only).
+        return shard if len(shard) or self.split == "val" else positions
+
+    def _train(self, readers: list[_EpisodeReader], rng: np.random.Generator, worker: int, workers: int) -> Iterator[dict]:
+        members = self.mixture.members
+        probabilities = np.array([m.probability for m in members])
+        shards = [self._shard(m.train, worker, workers) for m in members]
+        for member, shard in zip(members, shards):
+            if len(shard) == 0:
+                raise DataError(f"dataset {member.name!r} has no training episodes")
+        orders: list[list[int]] = [[] for _ in members]
+        buffers: list[list[_Loaded]] = [[] for _ in members]
+
+        def next_episode(d: int) -> _Loaded:
+            for _ in range(len(shards[d]) + 1):
+                if not orders[d]:
+                    orders[d] = rng.permutation(shards[d]).tolist()
+                loaded = readers[d].load(orders[d].pop(), rng)
+                if loaded is not None and loaded.remaining:
+                    return loaded
+            raise DataError(f"dataset {members[d].name!r}: no readable training episode in a full pass (worker {worker})")
+
+        while True:
+            samples = []
+            for d in rng.choice(len(members), size=self.batch_size, p=probabilities):
+                buffer = buffers[d]
+                while len(buffer) < self.buffer_episodes:
+                    buffer.append(next_episode(d))
+                # a frame uniformly from everything left in the buffer: pick its episode by remaining count
+                draw = int(rng.integers(sum(e.remaining for e in buffer)))
+                for episode in buffer:
+                    if draw < episode.remaining:
+                        break
+                    draw -= episode.remaining
+                t = episode.order[episode.cursor]
+                episode.cursor += 1
+                samples.append(Sample(episode.frames[t], episode.instruction, episode.actions[t], members[d].name))
+                if episode.remaining == 0:
+                    buffer.remove(episode)
+            yield self.collator.prepare(samples)
+
+    def _val(self, readers: list[_EpisodeReader], worker: int, workers: int) -> Iterator[dict]:
+        samples: list[Sample] = []
+        for member, reader in zip(self.mixture.members, readers):
+            for position in self._shard(member.val, worker, workers):
+                loaded = reader.load(int(position), None)
+                if loaded is None:
+                    continue
+                for t in range(len(loaded.frames)):
+                    samples.append(Sample(loaded.frames[t], loaded.instruction, loaded.actions[t], member.name))
+                    if len(samples) == self.batch_size:
+                        yield self.collator.prepare(samples)
+                        samples = []
+        if samples:
+            yield self.collator.prepare(samples)
+
+
+def _as_is(batch: dict) -> dict:
+    """Batches leave the workers as built (they are tensors already; torch's default_convert would walk them)."""
+    return batch
+
+
+class VLADataLoader(DataLoader):
+    """A DataLoader whose workers send compact uint8 batches; iteration finishes them into model-ready batches
+    (`VLACollator.finish`) in the consuming process."""
+
+    def __init__(self, dataset: VLABatches, **kwargs) -> None:
+        super().__init__(dataset, batch_size=None, collate_fn=_as_is, **kwargs)
+
+    def __iter__(self) -> Iterator[dict]:
+        finish = self.dataset.collator.finish
+        for batch in super().__iter__():
+            yield finish(batch)
+
+
+def make_dataloader(
+    mixture: Mixture,
+    tokenizer,
+    processor,
+    *,
+    split: str = "train",
+    batch_size: int = 32,
+    num_workers: int = 2,
+    seed: int = 0,
+    augment: AugmentConfig | bool = True,
+    camera: str = "image",
+    buffer_episodes: int = 4,
+    on_error: str = "fail",
+    prefetch_factor: int = 2,
+    action_vocab_size: int | None = None,
+) -> DataLoader:
+    """DataLoader of model-ready batches {pixel_values, input_ids, attention_mask, labels, actions, dataset_name}.
+
+    `augment=True` uses OpenVLA's augmentation on "train" (never on "val"). Training batches never end; stop
+    after the steps you need. `seed` fixes sampling and augmentation for a given num_workers.
+    """
+    config = (AugmentConfig() if augment is True else augment or None) if split == "train" else None
+    collator = VLACollator(tokenizer, processor, augment=config, action_vocab_size=action_vocab_size, seed=seed)
+    dataset = VLABatches(
+        mixture, collator, split=split, batch_size=batch_size, seed=seed, camera=camera,
+        buffer_episodes=buffer_episodes, on_error=on_error,
+    )
+    return VLADataLoader(
+        dataset,
+        num_workers=num_workers,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        persistent_workers=num_workers > 0 and split == "train",
+        generator=torch.Generator().manual_seed(seed),
+    )

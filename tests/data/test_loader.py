@@ -1,0 +1,87 @@
+"""The DataLoader: model-ready batches from workers, mixture proportions, validation pass, bad data."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from clearvla.data.formats.lerobot import LeRobotWriter
+from clearvla.data.loader import make_dataloader
+from clearvla.data.mixture import DatasetSpec, Mixture
+from clearvla.errors import ConfigError, DataError
+
+
+@pytest.fixture
+def dataset(synth):
+    """Factory: n episodes of `length` frames at `size` px as a new LeRobot dataset at `root`."""
+
+    def build(root, n, seed0, size=32, length=12):
+        with LeRobotWriter(root, fps=10) as writer:
+            for k in range(n):
+                instruction = f"{root.name} task {k % 2}"
+                writer.add_episode(synth.make_episode(length, seed=seed0 + k, instruction=instruction, size=size))
+        return root
+
+    return build
+
+
+def test_two_workers_mixture_proportions(tmp_path, dataset, tiny_tokenizer, processor):
+    a, b = dataset(tmp_path / "alpha", 4, 0), dataset(tmp_path / "beta", 4, 10)
+    mixture = Mixture.build([DatasetSpec(a, 3.0), DatasetSpec(b, 1.0)], balance_weights=False, val_fraction=0.0)
+    loader = make_dataloader(mixture, tiny_tokenizer, processor, batch_size=32, num_workers=2, seed=0)
+    names = []
+    for i, batch in zip(range(16), loader):
+        assert batch["pixel_values"].shape == (32, 6, 32, 32) and batch["pixel_values"].dtype == torch.float32
+        assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+        assert batch["actions"].shape == (32, 7)
+        names += batch["dataset_name"]
+    share = names.count("alpha") / len(names)
+    assert abs(share - 0.75) < 0.06, share  # 512 draws: 3.5 standard deviations
+
+
+def test_val_pass_covers_each_val_frame_once(tmp_path, dataset, tiny_tokenizer, processor):
+    root = dataset(tmp_path / "alpha", 6, 0)
+    mixture = Mixture.build([root], val_fraction=0.5, seed=1)
+    member = mixture.members[0]
+    val_frames = sum(len(member.index.episodes[p].steps) for p in member.val)
+    loader = make_dataloader(mixture, tiny_tokenizer, processor, split="val", batch_size=7, num_workers=0)
+    batches = list(loader)
+    assert sum(len(b["actions"]) for b in batches) == val_frames
+    expected = np.concatenate([mixture.action_stats["alpha"].normalize(member.index.episodes[p].actions) for p in member.val])
+    np.testing.assert_allclose(torch.cat([b["actions"] for b in batches]).numpy(), expected, atol=1e-6)
+    assert len(list(loader)) == len(batches)  # a fresh pass each time
+
+
+def test_frames_are_resized_to_the_processor(tmp_path, dataset, tiny_tokenizer, processor):
+    root = dataset(tmp_path / "big", 2, 0, size=48)
+    mixture = Mixture.build([root], val_fraction=0.0)
+    batch = next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=4, num_workers=0, augment=False)))
+    assert batch["pixel_values"].shape == (4, 6, 32, 32)
+
+
+def test_same_seed_same_batches(tmp_path, dataset, tiny_tokenizer, processor):
+    mixture = Mixture.build([dataset(tmp_path / "alpha", 3, 0)], val_fraction=0.0)
+    first = [next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=8, num_workers=0, seed=5))) for _ in range(2)]
+    assert torch.equal(first[0]["pixel_values"], first[1]["pixel_values"])
+    assert torch.equal(first[0]["input_ids"], first[1]["input_ids"])
+
+
+def test_corrupt_video_fails_or_is_skipped_with_a_warning(tmp_path, dataset, tiny_tokenizer, processor, caplog):
+    root = dataset(tmp_path / "alpha", 3, 0)
+    mixture = Mixture.build([root], val_fraction=0.0)  # the scan reads actions only: video damage shows later
+    for video in root.glob("videos/observation.images.image/chunk-000/*.mp4"):
+        video.write_bytes(video.read_bytes()[:300])
+    with pytest.raises(DataError, match=r"episode \d, camera observation.images.image"):
+        next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=4, num_workers=0)))
+    with caplog.at_level(logging.WARNING), pytest.raises(DataError, match="no readable training episode"):
+        next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=4, num_workers=0, on_error="skip")))
+    assert "skipped" in caplog.text and "episode" in caplog.text
+
+
+def test_unknown_camera_is_a_config_error(tmp_path, dataset, tiny_tokenizer, processor):
+    mixture = Mixture.build([dataset(tmp_path / "alpha", 2, 0)], val_fraction=0.0)
+    with pytest.raises(ConfigError, match="no camera 'top'"):
+        next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=2, num_workers=0, camera="top")))
