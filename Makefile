@@ -33,8 +33,7 @@ DEMOS := runs/data/workcell_train_128
 default-model: install
 	test -d $(DEMOS) || $(VENV)/bin/clearvla sim record --suite train --episodes 1000 --out $(DEMOS) --image-size 128 --no-wrist --seed 0
 	$(VENV)/bin/clearvla train --config configs/default_model.yaml --resume
-	$(VENV)/bin/clearvla eval --checkpoint runs/default_model/checkpoints/$$(ls runs/default_model/checkpoints | tail -1)/model \
-		--suite train --episodes 50
+	$(PY) scripts/ship_default_model.py runs/default_model
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs

@@ -1,5 +1,7 @@
 import json
+import os
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -35,6 +37,16 @@ def test_layout_is_openvla(tiny_checkpoint):
     assert cfg["model_type"] == "openvla" and cfg["architectures"] == ["OpenVLAForActionPrediction"]
     assert cfg["text_config"]["vocab_size"] == 1024 + 64 and cfg["n_action_bins"] == 256
     assert "num_hidden_layers" in cfg["text_config"] and "rms_norm_eps" not in cfg["text_config"]  # diff vs defaults
+
+
+def test_checkpoints_get_umask_permissions_not_private_ones(tiny_vla, tmp_path):
+    old = os.umask(0o022)
+    try:
+        ckpt = tiny_vla.save_pretrained(tmp_path / "shared")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(ckpt.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(f.stat().st_mode) for f in ckpt.iterdir()} == {0o644}
 
 
 def test_dataset_statistics_json_overrides_config(tiny_checkpoint, tmp_path):

@@ -213,12 +213,22 @@ def save_pretrained(model: "VLA", directory: Path, *, max_shard_size: int | str,
         ))
         if model.tokenizer is not None:
             save_tokenizer(model.tokenizer, tmp)
+        publish_permissions(tmp)
         _swap_in(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("saved checkpoint to %s", directory)
     return directory
+
+
+def publish_permissions(root: Path) -> None:
+    """Give a tree written through `tempfile.mkdtemp` (private, 0700) the permissions any new file gets
+    under the process umask, so checkpoints are as readable as the user's other files."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [root, *root.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _owning(tensor: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from clearvla.errors import CheckpointError
-from clearvla.models.checkpoint import read_state_dict
+from clearvla.models.checkpoint import publish_permissions, read_state_dict
 from clearvla.models.vla import VLA
 from clearvla.train.state import load_tree, save_tree
 
@@ -78,6 +78,7 @@ def save_checkpoint(
         (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()))
         save_tree({"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}, tmp, "rng")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "samples": samples}))
+        publish_permissions(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
