@@ -59,3 +59,14 @@ def test_bad_requests_are_named(checkpoint, tmp_path, capsys):
         evaluate_suite(checkpoint, "train", 100000)
     assert main(["eval", "--checkpoint", str(tmp_path), "--episodes", "1"]) == 2
     assert "not a checkpoint directory" in capsys.readouterr().err
+
+
+def test_video_frames_keep_one_size_before_and_after_the_first_action():
+    import numpy as np
+
+    from clearvla.eval.rollout import overlay
+
+    frame = np.zeros((128, 128, 3), np.uint8)
+    first = overlay(frame, "put the small red bolt in the tray on the left", None)
+    later = overlay(frame, "put the small red bolt in the tray on the left", np.array([0.012, -0.003, -0.025, 0, 0, 0.1, 1.0]))
+    assert first.shape == later.shape and first.shape[1] == 256

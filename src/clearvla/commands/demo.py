@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from clearvla.eval.rollout import evaluate_suite
 
     checkpoint = args.checkpoint or default_model_dir()
-    print(f"clearvla demo: {checkpoint}\n{args.episodes} closed-loop episodes per suite, {args.workers} worker processes\n")
+    print(f"clearvla demo: {checkpoint}  (model card: {Path(checkpoint) / 'README.md'})")
+    print(f"{args.episodes} closed-loop episodes per suite, {args.workers} worker processes\n")
     start, reports = time.perf_counter(), []
     for suite in args.suites:
         report = evaluate_suite(checkpoint, suite, args.episodes, workers=args.workers, out_dir=args.out, videos="all")

@@ -45,8 +45,9 @@ def overlay(frame: np.ndarray, instruction: str, action: np.ndarray | None) -> n
 
     scale = max(1, 256 // frame.shape[0])
     big = np.asarray(Image.fromarray(frame).resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST))
-    text = instruction if action is None else f"{instruction} | a=[{', '.join(f'{a:+.3f}' for a in action)}]"
-    return caption(big, text)
+    # Fixed-width action text, also before the first action, so every frame of a video has the same height.
+    values = action if action is not None else np.full(7, np.nan)
+    return caption(caption(big, instruction), "a " + " ".join("  --  " if np.isnan(a) else f"{a:+.3f}" for a in values))
 
 
 def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
