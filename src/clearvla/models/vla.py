@@ -22,6 +22,7 @@ from clearvla.errors import CheckpointError, InputError
 from clearvla.models.decoding import greedy_decode
 from clearvla.models.processor import ImageLike, ImageProcessor
 from clearvla.models.projector import Projector
+from clearvla.models.tokenizer import base_vocab_size, build_tiny_tokenizer, prompt_ids
 from clearvla.models.vision import VisionBackbone
 
 IGNORE_INDEX = -100
@@ -57,8 +58,6 @@ class VLA(nn.Module):
         self.norm_stats: dict[str, Any] = dict(norm_stats or {})
         self.tokenizer = tokenizer
         if tokenizer is not None:
-            from clearvla.models.tokenizer import base_vocab_size
-
             if base_vocab_size(tokenizer) != config.base_vocab_size:
                 raise CheckpointError(
                     f"tokenizer has {base_vocab_size(tokenizer)} base tokens but the config implies "
@@ -86,8 +85,6 @@ class VLA(nn.Module):
             raise InputError("builder overrides apply to preset names only; pass a complete VLAConfig instead")
         tokenizer = None
         if config.tokenizer == "tiny":
-            from clearvla.models.tokenizer import build_tiny_tokenizer
-
             tokenizer = build_tiny_tokenizer(config.base_vocab_size, config.n_action_bins)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -152,6 +149,7 @@ class VLA(nn.Module):
             return DEFAULT_ACTION_DIM
         return action_stats(self.norm_stats, unnorm_key).dim
 
+    @torch.inference_mode()
     def predict_action_tokens(
         self,
         image: ImageLike | Sequence[ImageLike],
@@ -167,8 +165,6 @@ class VLA(nn.Module):
         pixel_values = self.processor(image, center_crop=center_crop).to(self.device)
         if len(pixel_values) != len(instructions):
             raise InputError(f"got {len(pixel_values)} images but {len(instructions)} instructions")
-        from clearvla.models.tokenizer import prompt_ids
-
         prompts = [torch.tensor(prompt_ids(self.tokenizer, text), device=self.device) for text in instructions]
         patches = self.projector(self.vision_backbone(pixel_values.to(self.dtype)))
         tokens = greedy_decode(self.language_model, patches, prompts, self.action_dim(unnorm_key)).cpu().numpy()
@@ -178,7 +174,6 @@ class VLA(nn.Module):
         """Token ids [..., A] -> actions [..., A] float64 in the dataset's units (un-normalised)."""
         return action_stats(self.norm_stats, unnorm_key).unnormalize(self.action_tokenizer.decode(token_ids))
 
-    @torch.inference_mode()
     def predict_action(
         self,
         image: ImageLike | Sequence[ImageLike],
