@@ -110,18 +110,23 @@ def train(
     window_start, window_samples = time.perf_counter(), 0
     while step < cfg.max_steps:
         metrics: dict[str, float] = {}
+        # Metrics cost a device sync and an argmax over all logits: only for steps that are logged.
+        logged = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps
         for micro in range(cfg.grad_accum):
             inputs = _to(next(batches), device)
             sync = micro == cfg.grad_accum - 1 or not hasattr(model, "no_sync")
             with (nullcontext() if sync else model.no_sync()), autocast_for(cfg, device):
                 out = model(**inputs)
                 (out.loss / cfg.grad_accum).backward()
-            metrics["loss"] = metrics.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
-            for k, v in action_metrics(out.logits, inputs["labels"], vla.action_tokenizer).items():
-                metrics[k] = metrics.get(k, 0.0) + v / cfg.grad_accum
+            if logged:
+                metrics["loss"] = metrics.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
+                for k, v in action_metrics(out.logits, inputs["labels"], vla.action_tokenizer).items():
+                    metrics[k] = metrics.get(k, 0.0) + v / cfg.grad_accum
             window_samples += len(inputs["input_ids"]) * dist.world_size
         if cfg.clip_grad_norm > 0:
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm))
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            if logged:
+                metrics["grad_norm"] = float(grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -129,7 +134,7 @@ def train(
         samples += cfg.batch_size * cfg.grad_accum
         metrics["lr"] = scheduler.get_last_lr()[0]
 
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
+        if logged:
             metrics["samples_per_s"] = window_samples / (time.perf_counter() - window_start)
             window_start, window_samples = time.perf_counter(), 0
             if cfg.eval_every and val_batches is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
