@@ -45,6 +45,9 @@ class VLAConfig:
     pad_to_multiple_of: int = 64
     n_action_bins: int = 256
     tokenizer: str = "llama2"  # "llama2": files come with the checkpoint; "tiny": clearvla's built-in tokenizer
+    # Inputs beyond OpenVLA's single image (issue 10); the defaults are OpenVLA's, so its checkpoints are unchanged.
+    cameras: tuple[str, ...] = ("image",)  # camera names, in the order their patch tokens enter the LLM
+    proprio_dim: int = 0  # robot-state width; > 0 adds one proprio token after the image patches
 
     def __post_init__(self) -> None:
         if len(self.vision) != len(self.image_sizes) or len(self.vision) not in (1, 2):
@@ -52,6 +55,10 @@ class VLAConfig:
         for vit, size in zip(self.vision, self.image_sizes):
             if size % vit.patch_size:
                 raise ConfigError(f"image size {size} is not a multiple of the patch size {vit.patch_size}")
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras) or not all(isinstance(c, str) and c for c in self.cameras):
+            raise ConfigError(f"cameras must be distinct non-empty names, got {self.cameras!r}")
+        if not isinstance(self.proprio_dim, int) or self.proprio_dim < 0:
+            raise ConfigError(f"proprio_dim must be an integer >= 0, got {self.proprio_dim!r}")
         if self.arch_specifier not in (FUSED_ARCH, PLAIN_ARCH, "fused-gelu-mlp", "gelu-mlp"):
             raise ConfigError(f"arch_specifier {self.arch_specifier!r} is not supported; use {FUSED_ARCH!r} or {PLAIN_ARCH!r}")
 
@@ -176,6 +183,10 @@ class TrainConfig:
     """Fraction of episodes held out for validation metrics."""
     augment: bool = True
     """OpenVLA's image augmentation (random resized crop 0.9, colour jitter)."""
+    cameras: tuple[str, ...] = ()
+    """Cameras the model reads, in this order (e.g. image wrist_image); empty: the checkpoint's, or just "image"."""
+    proprio: bool = False
+    """Feed the robot state (the datasets' proprio stream, normalised by its own statistics) as one token."""
     drop_outliers: bool = True
     """Cleaning: drop episodes with an action beyond outlier_k x IQR of the dataset (per dimension)."""
     outlier_k: float = 3.0

@@ -41,7 +41,7 @@ def test_sequence_labels_and_padding(synth, tiny_tokenizer, processor):
 def test_pixel_values_match_the_processor(synth, tiny_tokenizer, processor):
     samples = _samples(synth, 5)
     batch = VLACollator(tiny_tokenizer, processor)(samples)
-    expected = processor([s.image for s in samples])
+    expected = processor([s.images for s in samples])
     assert batch["pixel_values"].shape == (5, 6, 32, 32)
     # the collator applies the processor's normalisation as one fused multiply-add: equal up to float rounding
     torch.testing.assert_close(batch["pixel_values"], expected, atol=1e-6, rtol=0)
@@ -51,7 +51,7 @@ def test_augmentation_is_seeded_and_before_normalisation(synth, tiny_tokenizer, 
     samples = _samples(synth, 5)
     a = VLACollator(tiny_tokenizer, processor, augment=AugmentConfig(), seed=7)(samples)
     b = VLACollator(tiny_tokenizer, processor, augment=AugmentConfig(), seed=7)(samples)
-    plain = processor([s.image for s in samples])
+    plain = processor([s.images for s in samples])
     assert torch.equal(a["pixel_values"], b["pixel_values"]) and not torch.equal(a["pixel_values"], plain)
     # still the processor's normalisation of an image in [0, 1]: invert the SigLIP half (mean = std = 0.5)
     unit = a["pixel_values"][:, 3:] * 0.5 + 0.5
@@ -77,3 +77,19 @@ def test_output_buffers_are_reused_only_once_released():
     assert pool.get((2, 3)).data_ptr() != held  # a view keeps the array alive too
     del view
     assert pool.get((2, 3)).data_ptr() == held
+
+
+def test_cameras_in_order_and_proprio(synth, tiny_tokenizer, processor):
+    """[C, S, S, 3] samples -> pixel_values [B, C * 6, S, S], camera c's channels at c*6..c*6+5; proprio [B, P]."""
+    frames = synth.frames(6, seed=2)
+    rng = np.random.default_rng(1)
+    samples = [
+        Sample(np.stack([frames[i], frames[i + 3]]), "push it", rng.uniform(-1, 1, 7).astype(np.float32), "set0",
+               proprio=np.full(13, i, np.float32))
+        for i in range(3)
+    ]
+    batch = VLACollator(tiny_tokenizer, processor)(samples)
+    assert batch["pixel_values"].shape == (3, 12, 32, 32)
+    torch.testing.assert_close(batch["pixel_values"][:, :6], processor([frames[i] for i in range(3)]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(batch["pixel_values"][:, 6:], processor([frames[i + 3] for i in range(3)]), atol=1e-6, rtol=0)
+    assert batch["proprio"].shape == (3, 13) and batch["proprio"][:, 0].tolist() == [0.0, 1.0, 2.0]

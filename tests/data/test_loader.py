@@ -84,4 +84,33 @@ def test_corrupt_video_fails_or_is_skipped_with_a_warning(tmp_path, dataset, tin
 def test_unknown_camera_is_a_config_error(tmp_path, dataset, tiny_tokenizer, processor):
     mixture = Mixture.build([dataset(tmp_path / "alpha", 2, 0)], val_fraction=0.0)
     with pytest.raises(ConfigError, match="no camera 'top'"):
-        next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=2, num_workers=0, camera="top")))
+        next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=2, num_workers=0, cameras=("top",))))
+
+
+def test_every_camera_and_the_proprio_stream(tmp_path, dataset, tiny_tokenizer, processor):
+    """cameras=("image", "wrist_image") stacks both views in that order; proprio comes normalised by its own stats."""
+    mixture = Mixture.build([dataset(tmp_path / "alpha", 2, 0)], val_fraction=0.5)
+    member = mixture.members[0]
+    entry = member.index.episodes[int(member.val[0])]
+    episode = member.source.load(entry.index, images=True)
+    loader = make_dataloader(mixture, tiny_tokenizer, processor, split="val", batch_size=64, num_workers=0,
+                             cameras=("image", "wrist_image"), proprio=True)
+    (batch,) = list(loader)  # the validation pass: the kept frames of the one val episode, in order
+    kept = entry.steps
+    assert batch["pixel_values"].shape == (len(kept), 12, 32, 32)
+    expected = mixture.proprio_stats("alpha").normalize(episode.proprio[kept])
+    np.testing.assert_allclose(batch["proprio"].numpy(), expected, atol=1e-6)
+    for i, t in enumerate(kept[:3]):
+        torch.testing.assert_close(batch["pixel_values"][i, :6], processor(episode.images["image"][t])[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(batch["pixel_values"][i, 6:], processor(episode.images["wrist_image"][t])[0], atol=1e-5, rtol=0)
+
+
+def test_proprio_needs_a_state_stream(tmp_path, synth, tiny_tokenizer, processor):
+    root = tmp_path / "stateless"
+    with LeRobotWriter(root, fps=10) as writer:
+        episode = synth.make_episode(12, seed=0, instruction="push it")
+        episode.proprio = None
+        writer.add_episode(episode)
+    mixture = Mixture.build([root], val_fraction=0.0)
+    with pytest.raises(ConfigError, match="no proprio"):
+        next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=2, num_workers=0, proprio=True)))

@@ -69,7 +69,7 @@ def test_loss_supervises_only_labelled_tokens(tiny_vla, rgb_image):
 
 
 def test_mismatched_batch_is_an_error(tiny_vla, rgb_image):
-    with pytest.raises(InputError, match="2 images but 1 instructions"):
+    with pytest.raises(InputError, match="2 observations but 1 instructions"):
         tiny_vla.predict_action_tokens([rgb_image, rgb_image], ["a"])
     with pytest.raises(InputError, match="pixel_values must be"):
         tiny_vla(torch.zeros(1, 3, 224, 224), torch.ones(1, 4, dtype=torch.long))

@@ -60,3 +60,45 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys):
     assert "unknown field(s) learning_rate" in capsys.readouterr().err
     assert main(["train", "--run-dir", str(tmp_path)]) == 2
     assert "no datasets given" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def two_camera_dataset(tmp_path_factory):
+    """The pushes again, with a wrist view and a 4-D robot state whose first entry says the side."""
+    root = tmp_path_factory.mktemp("data2") / "wrist_pushes"
+    with LeRobotWriter(root, fps=10, robot_type="synthetic") as writer:
+        for e in range(6):
+            side = e % 2
+            actions = np.zeros((10, 7), np.float32)
+            actions[:, 0] = 0.01 if side else -0.01
+            state = np.zeros((10, 4), np.float32)
+            state[:, 0], state[:, 1] = side, np.arange(10)
+            writer.add_episode(Episode(
+                images={"image": np.full((10, 32, 32, 3), 90, np.uint8), "wrist_image": np.full((10, 32, 32, 3), 30 + side, np.uint8)},
+                actions=actions, proprio=state, instruction="push the block", dataset_name="wrist_pushes"))
+    return root
+
+
+def test_train_with_wrist_camera_and_proprio_then_add_them_to_a_single_image_checkpoint(two_camera_dataset, dataset, tmp_path):
+    run = tmp_path / "multi"
+    assert main(["train", "--datasets", str(two_camera_dataset), "--run-dir", str(run), "--image-size", "32", "--cameras",
+                 "image", "wrist_image", "--proprio", "--batch-size", "4", "--max-steps", "2", "--save-every", "2",
+                 "--num-workers", "0"]) == 0
+    model = VLA.from_pretrained(run / "checkpoints" / "step-00000002" / "model")
+    assert model.config.cameras == ("image", "wrist_image") and model.config.proprio_dim == 4
+    views = {"image": np.zeros((32, 32, 3), np.uint8), "wrist_image": np.zeros((32, 32, 3), np.uint8)}
+    assert model.predict_action(views, "push the block", proprio=np.zeros(4)).shape == (7,)
+
+    # OpenVLA-OFT's path: a single-image checkpoint fine-tuned (LoRA) with the new inputs, then merged
+    single = tmp_path / "single"
+    assert main(["train", "--datasets", str(dataset), "--run-dir", str(single), "--image-size", "32", "--batch-size", "4",
+                 "--max-steps", "1", "--save-every", "1", "--num-workers", "0"]) == 0
+    lora = tmp_path / "lora_multi"
+    assert main(["train", "--init", str(single / "checkpoints" / "step-00000001" / "model"), "--datasets",
+                 str(two_camera_dataset), "--run-dir", str(lora), "--mode", "lora", "--lora-rank", "4", "--cameras",
+                 "image", "wrist_image", "--proprio", "--batch-size", "4", "--max-steps", "2", "--save-every", "2",
+                 "--num-workers", "0"]) == 0
+    assert main(["merge", "--run", str(lora), "--out", str(tmp_path / "merged")]) == 0
+    merged = VLA.from_pretrained(tmp_path / "merged")
+    assert merged.config.cameras == ("image", "wrist_image") and merged.proprio_projector is not None
+    assert merged.predict_action(views, "push the block", proprio=np.zeros(4)).shape == (7,)

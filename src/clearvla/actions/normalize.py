@@ -94,7 +94,14 @@ def select_stats(norm_stats: Mapping[str, Any], unnorm_key: str | None) -> str:
     return unnorm_key
 
 
+def stream_stats(norm_stats: Mapping[str, Any], unnorm_key: str | None, stream: str = "action") -> NormStats:
+    """The NormStats of one stream ("action" or "proprio") for a dataset key of an OpenVLA `norm_stats` dict."""
+    key = select_stats(norm_stats, unnorm_key)
+    if stream not in norm_stats[key]:
+        raise InputError(f"norm_stats[{key!r}] has no {stream!r} statistics; it has: {', '.join(sorted(norm_stats[key]))}")
+    return NormStats.from_dict(norm_stats[key][stream], where=f"norm_stats[{key!r}][{stream!r}]")
+
+
 def action_stats(norm_stats: Mapping[str, Any], unnorm_key: str | None) -> NormStats:
     """The action NormStats for a dataset key of an OpenVLA `norm_stats` dict."""
-    key = select_stats(norm_stats, unnorm_key)
-    return NormStats.from_dict(norm_stats[key]["action"], where=f"norm_stats[{key!r}]['action']")
+    return stream_stats(norm_stats, unnorm_key, "action")

@@ -29,13 +29,19 @@ from clearvla.errors import ConfigError, DataError
 
 @dataclass(eq=False)  # identity, not array comparison, when removed from a buffer
 class _Loaded:
-    """One decoded episode in a buffer: frames [K, S, S, 3] uint8, normalised actions [K, A], a shuffled order."""
+    """One decoded episode in a buffer: frames [K, C, S, S, 3] uint8 (C cameras in order), normalised actions
+    [K, A] and proprio [K, P] (or None), a shuffled order."""
 
     frames: np.ndarray
     actions: np.ndarray
+    proprio: np.ndarray | None
     instruction: str
     order: np.ndarray
     cursor: int = 0
+
+    def sample(self, t: int, dataset_name: str) -> Sample:
+        proprio = None if self.proprio is None else self.proprio[t]
+        return Sample(self.frames[t], self.instruction, self.actions[t], dataset_name, proprio)
 
     @property
     def remaining(self) -> int:
@@ -43,33 +49,49 @@ class _Loaded:
 
 
 class _EpisodeReader:
-    """Loads kept episodes of one dataset as model-sized frames and normalised actions."""
+    """Loads kept episodes of one dataset as model-sized frames of every camera, normalised actions and proprio
+    (`proprio_stats` None: the model reads no robot state)."""
 
-    def __init__(self, member: MixtureMember, stats: NormStats, camera: str, processor, on_error: str, skips: SkipLog):
-        self.member, self.stats, self.camera = member, stats, camera
+    def __init__(
+        self, member: MixtureMember, stats: NormStats, proprio_stats: NormStats | None, cameras: tuple[str, ...],
+        processor, on_error: str, skips: SkipLog,
+    ) -> None:
+        self.member, self.stats, self.proprio_stats, self.cameras = member, stats, proprio_stats, cameras
         self.size, self.processor = int(processor.image_size), processor
         self.on_error, self.skips = on_error, skips
 
     def load(self, position: int, rng: np.random.Generator | None) -> _Loaded | None:
         entry = self.member.index.episodes[position]
+        kept = entry.steps
         try:
-            episode = self.member.source.load(entry.index, images=True, cameras=[self.camera])
-            if self.camera not in episode.images:
+            episode = self.member.source.load(entry.index, images=True, cameras=list(self.cameras))
+            missing = [c for c in self.cameras if c not in episode.images]
+            if missing:
                 have = episode.cameras or "none"
-                raise ConfigError(f"dataset {self.member.name!r} has no camera {self.camera!r}; it has: {have}")
-            frames = episode.images[self.camera]
-            if len(entry.steps) != len(frames) or entry.steps[-1] != len(frames) - 1:
-                frames = frames[entry.steps]
+                raise ConfigError(f"dataset {self.member.name!r} has no camera {missing[0]!r}; it has: {have}")
+            if self.proprio_stats is not None and episode.proprio is None:
+                raise ConfigError(f"dataset {self.member.name!r} has no proprio (robot state) stream, which the model reads")
+            everything = len(kept) == len(episode) and kept[-1] == len(episode) - 1
+            frames = [episode.images[c] if everything else episode.images[c][kept] for c in self.cameras]
         except DataError as e:
             if self.on_error == "fail":
                 raise
             self.skips.record(e)
             return None
-        if frames.shape[1:3] != (self.size, self.size):
-            frames = np.stack([np.asarray(self.processor.resize(f)) for f in frames])
+        frames = [self._resized(f) for f in frames]
+        stacked = frames[0][:, None] if len(frames) == 1 else np.stack(frames, axis=1)
         actions = self.stats.normalize(entry.actions).astype(np.float32)
-        order = rng.permutation(len(frames)) if rng is not None else np.arange(len(frames))
-        return _Loaded(frames, actions, entry.instruction, order)
+        proprio = None
+        if self.proprio_stats is not None:
+            assert episode.proprio is not None
+            proprio = self.proprio_stats.normalize(episode.proprio[kept]).astype(np.float32)
+        order = rng.permutation(len(stacked)) if rng is not None else np.arange(len(stacked))
+        return _Loaded(stacked, actions, proprio, entry.instruction, order)
+
+    def _resized(self, frames: np.ndarray) -> np.ndarray:
+        if frames.shape[1:3] == (self.size, self.size):
+            return frames
+        return np.stack([np.asarray(self.processor.resize(f)) for f in frames])
 
 
 class VLABatches(IterableDataset):
@@ -84,7 +106,8 @@ class VLABatches(IterableDataset):
         split: str = "train",
         batch_size: int = 32,
         seed: int = 0,
-        camera: str = "image",
+        cameras: tuple[str, ...] = ("image",),
+        proprio: bool = False,
         buffer_episodes: int = 4,
         on_error: str = "fail",
     ) -> None:
@@ -93,12 +116,17 @@ class VLABatches(IterableDataset):
         if batch_size < 1 or buffer_episodes < 1:
             raise ConfigError(f"batch_size and buffer_episodes must be >= 1, got {batch_size} and {buffer_episodes}")
         self.mixture, self.collator, self.split = mixture, collator, split
-        self.batch_size, self.seed, self.camera = batch_size, seed, camera
+        if not cameras:
+            raise ConfigError("need at least one camera")
+        self.batch_size, self.seed, self.cameras, self.proprio = batch_size, seed, tuple(cameras), proprio
         self.buffer_episodes, self.on_error = buffer_episodes, check_on_error(on_error)
 
     def _readers(self, skips: SkipLog) -> list[_EpisodeReader]:
         return [
-            _EpisodeReader(m, self.mixture.action_stats[m.name], self.camera, self.collator.processor, self.on_error, skips)
+            _EpisodeReader(
+                m, self.mixture.action_stats[m.name], self.mixture.proprio_stats(m.name) if self.proprio else None,
+                self.cameras, self.collator.processor, self.on_error, skips,
+            )
             for m in self.mixture.members
         ]
 
@@ -151,7 +179,7 @@ class VLABatches(IterableDataset):
                     draw -= episode.remaining
                 t = episode.order[episode.cursor]
                 episode.cursor += 1
-                samples.append(Sample(episode.frames[t], episode.instruction, episode.actions[t], members[d].name))
+                samples.append(episode.sample(t, members[d].name))
                 if episode.remaining == 0:
                     buffer.remove(episode)
             yield self.collator.prepare(samples)
@@ -164,7 +192,7 @@ class VLABatches(IterableDataset):
                 if loaded is None:
                     continue
                 for t in range(len(loaded.frames)):
-                    samples.append(Sample(loaded.frames[t], loaded.instruction, loaded.actions[t], member.name))
+                    samples.append(loaded.sample(t, member.name))
                     if len(samples) == self.batch_size:
                         yield self.collator.prepare(samples)
                         samples = []
@@ -200,13 +228,15 @@ def make_dataloader(
     num_workers: int = 2,
     seed: int = 0,
     augment: AugmentConfig | bool = True,
-    camera: str = "image",
+    cameras: tuple[str, ...] = ("image",),
+    proprio: bool = False,
     buffer_episodes: int = 4,
     on_error: str = "fail",
     prefetch_factor: int = 2,
     action_vocab_size: int | None = None,
 ) -> DataLoader:
-    """DataLoader of model-ready batches {pixel_values, input_ids, attention_mask, labels, actions, dataset_name}.
+    """DataLoader of model-ready batches {pixel_values, input_ids, attention_mask, labels, actions, dataset_name,
+    proprio (with proprio=True)}. `cameras` are the model's, in its order (`VLAConfig.cameras`).
 
     `augment=True` uses OpenVLA's augmentation on "train" (never on "val"). Training batches never end; stop
     after the steps you need. `seed` fixes sampling and augmentation for a given num_workers.
@@ -214,7 +244,7 @@ def make_dataloader(
     config = (AugmentConfig() if augment is True else augment or None) if split == "train" else None
     collator = VLACollator(tokenizer, processor, augment=config, action_vocab_size=action_vocab_size, seed=seed)
     dataset = VLABatches(
-        mixture, collator, split=split, batch_size=batch_size, seed=seed, camera=camera,
+        mixture, collator, split=split, batch_size=batch_size, seed=seed, cameras=cameras, proprio=proprio,
         buffer_episodes=buffer_episodes, on_error=on_error,
     )
     return VLADataLoader(

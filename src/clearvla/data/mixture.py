@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from clearvla.actions.normalize import NormStats
 from clearvla.data.cleaning import CleaningConfig, CleaningReport
 from clearvla.data.formats import EpisodeSource, open_source
 from clearvla.data.index import DatasetIndex, scan_dataset
@@ -122,6 +123,10 @@ class Mixture:
             log.info("%s: %d episodes (%d val), %d transitions, p=%.4f",
                      index.name, len(index.episodes), len(val), index.num_transitions, p)
         return cls(members)
+
+    def proprio_stats(self, name: str) -> NormStats:
+        """The NormStats that normalise dataset `name`'s robot state (its own statistics, as for actions)."""
+        return action_norm_stats(self.norm_stats, name, "proprio")
 
     @property
     def norm_stats(self) -> dict[str, Any]:

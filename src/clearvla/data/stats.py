@@ -101,8 +101,10 @@ def load_dataset_statistics(path: str | Path) -> dict[str, Any]:
     return stats
 
 
-def action_norm_stats(stats: Mapping[str, Any], dataset: str) -> NormStats:
-    """The NormStats that normalise `dataset`'s actions."""
+def action_norm_stats(stats: Mapping[str, Any], dataset: str, stream: str = "action") -> NormStats:
+    """The NormStats that normalise `dataset`'s actions (or, with stream="proprio", its robot state)."""
     if dataset not in stats:
         raise DataError(f"no statistics for dataset {dataset!r}; have: {', '.join(sorted(stats))}")
-    return NormStats.from_dict(stats[dataset]["action"], where=f"dataset_statistics[{dataset!r}]['action']")
+    if stream not in stats[dataset]:
+        raise DataError(f"dataset {dataset!r} has no {stream!r} statistics")
+    return NormStats.from_dict(stats[dataset][stream], where=f"dataset_statistics[{dataset!r}][{stream!r}]")

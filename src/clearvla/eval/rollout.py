@@ -63,7 +63,7 @@ def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = Non
 
     torch.set_num_threads(1)  # one core per worker process
     policy = VLAPolicy(VLA.from_pretrained(job.checkpoint, dtype=getattr(torch, job.dtype)), job.unnorm_key, job.center_crop)
-    env = WorkcellEnv(job.suite, image_size=job.image_size, wrist_camera=False)
+    env = WorkcellEnv(job.suite, image_size=job.image_size, wrist_camera="wrist_image" in policy.vla.config.cameras)
     results = []
     try:
         for index in job.indices:

@@ -76,7 +76,12 @@ def config_to_json(config: VLAConfig, norm_stats: dict[str, Any], dtype: torch.d
         "text_config": text_config,
         "torch_dtype": str(dtype).removeprefix("torch."),
         "transformers_version": transformers.__version__,
-        "clearvla": {"vision": [vit_to_dict(v) for v in config.vision], "tokenizer": config.tokenizer},
+        "clearvla": {
+            "vision": [vit_to_dict(v) for v in config.vision],
+            "tokenizer": config.tokenizer,
+            "cameras": list(config.cameras),
+            "proprio_dim": config.proprio_dim,
+        },
     }
 
 
@@ -117,6 +122,8 @@ def config_from_json(raw: dict[str, Any], where: str) -> tuple[VLAConfig, dict[s
             pad_to_multiple_of=int(field("pad_to_multiple_of")),
             n_action_bins=int(raw.get("n_action_bins", 256)),
             tokenizer=extra.get("tokenizer", "llama2"),
+            cameras=tuple(extra.get("cameras", ("image",))),
+            proprio_dim=int(extra.get("proprio_dim", 0)),
         )
     except ConfigError as e:
         raise CheckpointError(f"{where}: {e}") from None

@@ -29,3 +29,16 @@ class Projector(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.fc2(self.act_fn1(self.fc1(features)))
         return self.fc3(self.act_fn2(x)) if self.fused else x
+
+
+class ProprioProjector(nn.Module):
+    """Normalised robot state [B, P] -> one LLM embedding [B, D]: fc1 (P -> D) GELU fc2 (D -> D), as OpenVLA-OFT."""
+
+    def __init__(self, proprio_dim: int, llm_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(proprio_dim, llm_dim)
+        self.act_fn1 = nn.GELU()
+        self.fc2 = nn.Linear(llm_dim, llm_dim)
+
+    def forward(self, proprio: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act_fn1(self.fc1(proprio)))

@@ -2,6 +2,11 @@
 
 State-dict names match OpenVLA's Hugging Face checkpoints (`vision_backbone.*`, `projector.*`,
 `language_model.*`), so `from_pretrained` loads published checkpoints and `save_pretrained` writes them.
+
+Beyond OpenVLA (config `cameras`, `proprio_dim`): several cameras, each image's patches plus a learned per-camera
+embedding (`camera_embedding`), in the config's camera order; and the robot state through a 2-layer MLP
+(`proprio_projector`, OpenVLA-OFT's name) as one token after the patches. The LLM sequence is
+`[BOS, patches(camera 0), ..., patches(camera n-1), proprio?, prompt[1:], actions]`.
 """
 
 from __future__ import annotations
@@ -15,18 +20,19 @@ from torch import nn
 from transformers import LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from clearvla.actions.normalize import action_stats, select_stats
+from clearvla.actions.normalize import action_stats, select_stats, stream_stats
 from clearvla.actions.tokenizer import ActionTokenizer
 from clearvla.config import VLAConfig, get_config
 from clearvla.errors import CheckpointError, InputError
 from clearvla.models.decoding import greedy_decode
 from clearvla.models.processor import ImageLike, ImageProcessor
-from clearvla.models.projector import Projector
+from clearvla.models.projector import ProprioProjector, Projector
 from clearvla.models.tokenizer import base_vocab_size, build_tiny_tokenizer, prompt_ids
 from clearvla.models.vision import VisionBackbone
 
 IGNORE_INDEX = -100
 DEFAULT_ACTION_DIM = 7
+Observation = ImageLike | dict[str, ImageLike]  # one image (single-camera models) or {camera name: image}
 
 
 class VLA(nn.Module):
@@ -50,6 +56,11 @@ class VLA(nn.Module):
         llm_config = config.llama_config
         self.projector = Projector(self.vision_backbone.embed_dim, llm_config.hidden_size, config.fused_projector)
         self.language_model = LlamaForCausalLM(llm_config)
+        dim = llm_config.hidden_size
+        self.camera_embedding = nn.Embedding(len(config.cameras), dim) if len(config.cameras) > 1 else None
+        if self.camera_embedding is not None:
+            nn.init.normal_(self.camera_embedding.weight, std=0.02)
+        self.proprio_projector = ProprioProjector(config.proprio_dim, dim) if config.proprio_dim else None
         self.processor = processor or ImageProcessor(
             config.image_sizes[0], tuple(v.mean for v in config.vision), tuple(v.std for v in config.vision),
             config.image_resize_strategy,
@@ -115,12 +126,43 @@ class VLA(nn.Module):
         return self.projector.fc1.weight.device
 
     # --- training forward ---------------------------------------------------------------------------
-    def embed(self, pixel_values: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """[emb(BOS), projector(patches), emb(input_ids[:, 1:])] -> [B, 1 + N + L - 1, D].
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens between BOS and the prompt: every camera's patches, plus the proprio token."""
+        return len(self.config.cameras) * self.vision_backbone.num_patches + (1 if self.proprio_projector else 0)
+
+    def prefix(self, pixel_values: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """pixel_values [B, n_cameras * 3 * n_backbones, S, S] (cameras in config order) and normalised proprio
+        [B, P] -> the embeddings that follow BOS, [B, num_prefix_tokens, D]."""
+        channels = 3 * len(self.config.vision)
+        cameras = len(self.config.cameras)
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != cameras * channels:
+            raise InputError(
+                f"pixel_values must be [B, {cameras * channels}, S, S] ({cameras} camera(s) {list(self.config.cameras)} "
+                f"x {channels} channels), got {tuple(pixel_values.shape)}"
+            )
+        b, _, h, w = pixel_values.shape
+        per_camera = pixel_values.to(self.dtype).reshape(b * cameras, channels, h, w)
+        patches = self.projector(self.vision_backbone(per_camera))
+        patches = patches.reshape(b, cameras, patches.shape[1], patches.shape[2])
+        if self.camera_embedding is not None:
+            patches = patches + self.camera_embedding.weight[None, :, None, :]
+        tokens = [patches.flatten(1, 2)]
+        if self.proprio_projector is not None:
+            if proprio is None or proprio.ndim != 2 or proprio.shape != (b, self.config.proprio_dim):
+                got = None if proprio is None else tuple(proprio.shape)
+                raise InputError(f"this model reads the robot state: proprio must be [B={b}, {self.config.proprio_dim}], got {got}")
+            tokens.append(self.proprio_projector(proprio.to(self.dtype))[:, None])
+        elif proprio is not None:
+            raise InputError("this model has no proprio input (config proprio_dim = 0); pass proprio=None")
+        return torch.cat(tokens, dim=1) if len(tokens) > 1 else tokens[0]
+
+    def embed(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """[emb(BOS), prefix(pixel_values, proprio), emb(input_ids[:, 1:])] -> [B, 1 + num_prefix_tokens + L - 1, D].
         Rows must start with BOS (right padding), as OpenVLA's batches do."""
-        patches = self.projector(self.vision_backbone(pixel_values.to(self.dtype)))
+        prefix = self.prefix(pixel_values, proprio)
         text = self.language_model.get_input_embeddings()(input_ids)
-        return torch.cat([text[:, :1], patches, text[:, 1:]], dim=1)
+        return torch.cat([text[:, :1], prefix, text[:, 1:]], dim=1)
 
     def forward(
         self,
@@ -128,13 +170,13 @@ class VLA(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> CausalLMOutputWithPast:
-        """pixel_values [B, 3*n, S, S], input_ids / attention_mask / labels [B, L] -> logits [B, L + N, V]
-        and, with labels, the mean next-token cross-entropy over labels != -100 (patches never supervised)."""
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 * len(self.config.vision):
-            raise InputError(f"pixel_values must be [B, {3 * len(self.config.vision)}, S, S], got {tuple(pixel_values.shape)}")
-        embeddings = self.embed(pixel_values, input_ids)
-        b, n = input_ids.shape[0], self.vision_backbone.num_patches
+        """pixel_values [B, n_cameras*3*n_backbones, S, S], input_ids / attention_mask / labels [B, L], proprio [B, P]
+        (models with proprio_dim > 0) -> logits [B, L + N, V] (N = num_prefix_tokens) and, with labels, the mean
+        next-token cross-entropy over labels != -100 (the prefix is never supervised)."""
+        embeddings = self.embed(pixel_values, input_ids, proprio)
+        b, n = input_ids.shape[0], self.num_prefix_tokens
         if attention_mask is not None:
             ones = attention_mask.new_ones(b, n)
             attention_mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
@@ -149,25 +191,69 @@ class VLA(nn.Module):
             return DEFAULT_ACTION_DIM
         return action_stats(self.norm_stats, unnorm_key).dim
 
+    def observation_inputs(
+        self,
+        images: Observation | Sequence[Observation],
+        proprio: np.ndarray | Sequence[float] | None = None,
+        unnorm_key: str | None = None,
+        center_crop: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Observations -> (pixel_values [B, n_cameras*3*n_backbones, S, S], normalised proprio [B, P] or None).
+
+        `images`: one observation or a list of B. An observation is a dict {camera name: uint8 HxWx3} holding every
+        camera in `config.cameras` (other keys are ignored), or, for single-camera models, just the image.
+        `proprio`: raw robot state [P] (one observation) or [B, P], normalised with `norm_stats[unnorm_key]["proprio"]`;
+        required exactly when the model has a proprio input.
+        """
+        batch = [images] if isinstance(images, dict) or _is_single_image(images) else list(images)
+        if not batch:
+            raise InputError("got an empty list of observations")
+        cameras = self.config.cameras
+        frames = []
+        for i, obs in enumerate(batch):
+            if not isinstance(obs, dict):
+                if len(cameras) > 1:
+                    raise InputError(f"this model reads cameras {list(cameras)}: pass a dict {{camera name: image}} per observation")
+                obs = {cameras[0]: obs}
+            missing = [c for c in cameras if c not in obs]
+            if missing:
+                raise InputError(f"observation {i} lacks camera(s) {missing}; the model needs {list(cameras)}, got {sorted(obs)}")
+            frames.extend(obs[c] for c in cameras)
+        pixel_values = self.processor(frames, center_crop=center_crop)
+        pixel_values = pixel_values.reshape(len(batch), -1, *pixel_values.shape[2:]).to(self.device)
+        if self.proprio_projector is None:
+            if proprio is not None:
+                raise InputError("this model has no proprio input (config proprio_dim = 0); pass proprio=None")
+            return pixel_values, None
+        if proprio is None:
+            raise InputError(f"this model reads the robot state: pass proprio, [{self.config.proprio_dim}] per observation")
+        state = np.asarray(proprio, dtype=np.float64)
+        state = state[None] if state.ndim == 1 else state
+        if state.shape != (len(batch), self.config.proprio_dim) or not np.isfinite(state).all():
+            raise InputError(f"proprio must be {len(batch)} x {self.config.proprio_dim} finite numbers, got shape {np.shape(proprio)}")
+        normalised = stream_stats(self.norm_stats, unnorm_key, "proprio").normalize(state)
+        return pixel_values, torch.as_tensor(normalised, dtype=torch.float32, device=self.device)
+
     @torch.inference_mode()
     def predict_action_tokens(
         self,
-        image: ImageLike | Sequence[ImageLike],
+        images: Observation | Sequence[Observation],
         instruction: str | Sequence[str],
         unnorm_key: str | None = None,
         center_crop: bool = False,
+        proprio: np.ndarray | Sequence[float] | None = None,
     ) -> np.ndarray:
-        """Greedy action token ids: [A] int64 for one observation, [B, A] for a batch."""
+        """Greedy action token ids: [A] int64 for one observation, [B, A] for a batch (see `observation_inputs`)."""
         if self.tokenizer is None:
             raise InputError("this model has no tokenizer (build the tiny preset or load a checkpoint)")
         single = isinstance(instruction, str)
         instructions = [instruction] if single else list(instruction)
-        pixel_values = self.processor(image, center_crop=center_crop).to(self.device)
+        pixel_values, state = self.observation_inputs(images, proprio, unnorm_key, center_crop)
         if len(pixel_values) != len(instructions):
-            raise InputError(f"got {len(pixel_values)} images but {len(instructions)} instructions")
+            raise InputError(f"got {len(pixel_values)} observations but {len(instructions)} instructions")
         prompts = [torch.tensor(prompt_ids(self.tokenizer, text), device=self.device) for text in instructions]
-        patches = self.projector(self.vision_backbone(pixel_values.to(self.dtype)))
-        tokens = greedy_decode(self.language_model, patches, prompts, self.action_dim(unnorm_key)).cpu().numpy()
+        prefix = self.prefix(pixel_values, state)
+        tokens = greedy_decode(self.language_model, prefix, prompts, self.action_dim(unnorm_key)).cpu().numpy()
         return tokens[0] if single else tokens
 
     def decode_actions(self, token_ids: np.ndarray, unnorm_key: str | None = None) -> np.ndarray:
@@ -176,12 +262,22 @@ class VLA(nn.Module):
 
     def predict_action(
         self,
-        image: ImageLike | Sequence[ImageLike],
+        images: Observation | Sequence[Observation],
         instruction: str | Sequence[str],
         unnorm_key: str | None = None,
         center_crop: bool = False,
+        proprio: np.ndarray | Sequence[float] | None = None,
     ) -> np.ndarray:
-        """Image(s) uint8 HxWx3 + instruction(s) -> action [A] (or [B, A] for lists) float64, un-normalised
-        with `norm_stats[unnorm_key]` (None only when there is exactly one key)."""
+        """Observation(s) (an image uint8 HxWx3, or {camera: image}) + instruction(s) [+ robot state] -> action [A]
+        (or [B, A] for lists) float64, un-normalised with `norm_stats[unnorm_key]` (None only when there is exactly
+        one key)."""
         select_stats(self.norm_stats, unnorm_key)  # fail on a bad key before spending compute
-        return self.decode_actions(self.predict_action_tokens(image, instruction, unnorm_key, center_crop), unnorm_key)
+        tokens = self.predict_action_tokens(images, instruction, unnorm_key, center_crop, proprio)
+        return self.decode_actions(tokens, unnorm_key)
+
+
+def _is_single_image(images: Any) -> bool:
+    """One image (not a list of observations): a PIL image or an HxWx3 array."""
+    from PIL import Image
+
+    return isinstance(images, Image.Image) or (isinstance(images, np.ndarray) and images.ndim == 3)

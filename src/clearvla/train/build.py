@@ -1,23 +1,56 @@
-"""The model a run starts from: a preset (random init from the run's seed) or a pretrained checkpoint.
-Deterministic, so `clearvla merge` can rebuild a LoRA run's base exactly."""
+"""The model a run starts from: a preset (random init from the run's seed) or a pretrained checkpoint, with the
+run's inputs (cameras, proprio). Deterministic, so `clearvla merge` can rebuild a LoRA run's base exactly."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from clearvla.config import TrainConfig
+from clearvla.config import TrainConfig, VLAConfig
+from clearvla.errors import ConfigError
 from clearvla.models.vla import VLA
+from clearvla.train.modes import INPUT_MODULE_NAMES
+
+
+def proprio_width(norm_stats: dict[str, Any]) -> int:
+    """The robot-state width every dataset of the run shares (from its proprio statistics)."""
+    widths = {name: len(block["proprio"]["q01"]) for name, block in norm_stats.items() if "proprio" in block}
+    if not widths or len(set(widths.values())) != 1:
+        raise ConfigError(f"proprio needs every dataset to have robot-state statistics of one width, got {widths or 'none'}")
+    return next(iter(widths.values()))
 
 
 def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torch.device = "cpu") -> VLA:
     """fp32 master weights on `device`; norm_stats of the training data replace any the checkpoint had."""
+    inputs: dict[str, Any] = {}
+    if cfg.cameras:
+        inputs["cameras"] = tuple(cfg.cameras)
+    if cfg.proprio:
+        inputs["proprio_dim"] = proprio_width(norm_stats)
     if Path(cfg.init).is_dir():
         model = VLA.from_pretrained(cfg.init, dtype=torch.float32)
+        model = with_inputs(model, replace(model.config, **inputs), cfg.seed)
     else:
         overrides = {} if cfg.image_size is None else {"image_size": cfg.image_size}
-        model = VLA.from_config(cfg.init, seed=cfg.seed, **overrides)
+        model = VLA.from_config(cfg.init, seed=cfg.seed, **overrides, **inputs)
     model.norm_stats = dict(norm_stats)
     return model.to(device)
+
+
+def with_inputs(model: VLA, config: VLAConfig, seed: int) -> VLA:
+    """`model` with new cameras / proprio input: the same weights, fresh (seeded) camera embeddings and proprio MLP
+    (OpenVLA-OFT's way of adding a wrist camera and the robot state to a single-image checkpoint)."""
+    if config == model.config:
+        return model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        new = VLA(config, tokenizer=model.tokenizer, norm_stats=model.norm_stats, processor=model.processor)
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    fresh = [k for k in missing if k.split(".")[0] not in INPUT_MODULE_NAMES]
+    if fresh or unexpected:
+        raise ConfigError(f"cannot move the checkpoint to inputs {config.cameras} / proprio {config.proprio_dim}: "
+                          f"missing {fresh[:3]}, unexpected {unexpected[:3]}")
+    return new

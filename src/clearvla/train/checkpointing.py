@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from clearvla.errors import CheckpointError
 from clearvla.models.checkpoint import publish_permissions, read_state_dict
 from clearvla.models.vla import VLA
+from clearvla.train.modes import is_adapter_tensor
 from clearvla.train.state import load_tree, save_tree
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -71,7 +72,7 @@ def save_checkpoint(
             vla.save_pretrained(tmp / "model", state_dict=model_state)
         else:
             (tmp / "adapter").mkdir()
-            adapters = {k: v.detach().contiguous() for k, v in model_state.items() if "lora_" in k}
+            adapters = {k: v.detach().contiguous() for k, v in model_state.items() if is_adapter_tensor(k)}
             save_file(adapters, str(tmp / "adapter" / ADAPTER_WEIGHTS))
             (tmp / "adapter" / ADAPTER_CONFIG).write_text(json.dumps(lora, indent=2))
         save_tree(optimizer_state, tmp, "optimizer")
@@ -103,7 +104,7 @@ def load_checkpoint(
     names = {k: v for k, v in vla.state_dict().items() if not k.endswith("rotary_emb.inv_freq")}
     if (directory / "adapter").is_dir():
         weights = load_file(str(directory / "adapter" / ADAPTER_WEIGHTS))
-        if set(weights) != {k for k in names if "lora_" in k}:
+        if set(weights) != {k for k in names if is_adapter_tensor(k)}:
             raise CheckpointError(f"{directory / 'adapter'}: adapter tensors do not match the model's LoRA layers")
     else:
         weights = read_state_dict(directory / "model", {k: v.shape for k, v in names.items()}, torch.float32)

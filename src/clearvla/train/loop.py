@@ -21,7 +21,7 @@ from clearvla.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
-MODEL_KEYS = ("pixel_values", "input_ids", "attention_mask", "labels")
+MODEL_KEYS = ("pixel_values", "input_ids", "attention_mask", "labels", "proprio")  # proprio: models with a state input
 StepCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -43,7 +43,7 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: batch[k].to(device, non_blocking=True) for k in MODEL_KEYS}
+    return {k: batch[k].to(device, non_blocking=True) for k in MODEL_KEYS if k in batch}
 
 
 def evaluate(model: nn.Module, vla: VLA, batches: Iterable[dict], cfg: TrainConfig, device: torch.device) -> dict[str, float]:

@@ -13,7 +13,7 @@ from clearvla.errors import CheckpointError
 from clearvla.models.vla import VLA
 from clearvla.train.build import build_model
 from clearvla.train.checkpointing import ADAPTER_WEIGHTS, checkpoint_dirs
-from clearvla.train.modes import LoraSettings, apply_mode, merge_lora
+from clearvla.train.modes import LoraSettings, apply_mode, is_adapter_tensor, merge_lora
 
 NORM_STATS_FILE = "dataset_statistics.json"
 
@@ -40,7 +40,7 @@ def merge_checkpoint(run_dir: Path, out: Path, step_dir: Path | None = None) -> 
     model: VLA = build_model(cfg, norm_stats)
     apply_mode(model, "lora", LoraSettings(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout))
     adapters = load_file(str(step_dir / "adapter" / ADAPTER_WEIGHTS))
-    missing = {k for k in model.state_dict() if "lora_" in k} - set(adapters)
+    missing = {k for k in model.state_dict() if is_adapter_tensor(k)} - set(adapters)
     if missing:
         raise CheckpointError(f"{step_dir / 'adapter'} lacks {len(missing)} adapter tensors, e.g. {sorted(missing)[0]}")
     model.load_state_dict(adapters, strict=False)

@@ -39,11 +39,25 @@ def unused_modules(model: VLA) -> list[nn.Module]:
 def lora_target_modules(model: VLA) -> list[str]:
     """Full names of every nn.Linear except the LM head (vision, projector and LLM alike) that the forward
     runs: adapters on `unused_modules` would be dead weight."""
-    skip = {id(m) for u in unused_modules(model) for m in u.modules()}
+    skip = {id(m) for u in unused_modules(model) + input_modules(model) for m in u.modules()}
     return [
         name for name, m in model.named_modules()
         if isinstance(m, nn.Linear) and not name.endswith("lm_head") and id(m) not in skip
     ]
+
+
+# Inputs OpenVLA checkpoints lack (camera embeddings, the proprio MLP): freshly initialised when fine-tuning,
+# so every mode trains them fully, and LoRA adapter checkpoints carry them.
+INPUT_MODULE_NAMES = ("camera_embedding", "proprio_projector")
+
+
+def input_modules(model: VLA) -> list[nn.Module]:
+    return [m for name in INPUT_MODULE_NAMES if (m := getattr(model, name, None)) is not None]
+
+
+def is_adapter_tensor(name: str) -> bool:
+    """Whether a state-dict entry belongs in a LoRA adapter checkpoint (adapters and the input modules)."""
+    return "lora_" in name or any(part in INPUT_MODULE_NAMES for part in name.split("."))
 
 
 def apply_mode(model: VLA, mode: str, lora: LoraSettings = LoraSettings()) -> nn.Module:
@@ -61,6 +75,8 @@ def apply_mode(model: VLA, mode: str, lora: LoraSettings = LoraSettings()) -> nn
             target_modules=lora_target_modules(model), init_lora_weights="gaussian",
         )
         inject_adapter_in_model(config, model)  # marks only lora_A / lora_B trainable
+        for module in input_modules(model):
+            module.requires_grad_(True)
         return model
 
     llm = model.language_model
@@ -74,7 +90,7 @@ def apply_mode(model: VLA, mode: str, lora: LoraSettings = LoraSettings()) -> nn
     else:  # sandwich
         trainable = [model.vision_backbone, model.projector, llm.model.layers[-1]]
     model.requires_grad_(False)
-    for module in trainable:
+    for module in trainable + input_modules(model):
         module.requires_grad_(True)
     for module in unused_modules(model):
         module.requires_grad_(False)
