@@ -250,6 +250,8 @@ def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> Epis
         if rng.random() < 0.5 and len(lang.candidates(lang.Reference(focus.kind, colour=focus.colour), objects)) > 1:
             spoken = lang.Reference(focus.kind, colour=focus.colour)
     names = lang.candidates(spoken, objects)
+    if task == "stack":  # a part cannot be stacked on itself: the base is never a candidate
+        names = [n for n in names if n != goal.name]
     if focus.name not in names or (cfg.ambiguous and len(names) < 2):
         raise _Retry
     by_name = {o.name: o for o in objects}
