@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "eval": "clearvla.commands.eval",
     "data": "clearvla.commands.data",
     "sim": "clearvla.commands.sim",
+    "serve": "clearvla.commands.serve",
 }
 
 

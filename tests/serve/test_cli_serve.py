@@ -1,0 +1,35 @@
+"""`clearvla serve` options: safe defaults and one-line errors before anything is loaded."""
+
+from __future__ import annotations
+
+import pytest
+
+from clearvla.cli import build_parser, main
+
+
+def test_defaults_bind_loopback():
+    args = build_parser("serve").parse_args(["serve", "--checkpoint", "ckpt"])
+    assert (args.host, args.port, args.token, args.max_batch_size) == ("127.0.0.1", 8000, None, 8)
+
+
+@pytest.mark.parametrize("extra, words", [
+    ([], "not a checkpoint directory"),
+    (["--limits", "missing.yaml"], "limits file missing.yaml does not exist"),
+    (["--limits", "x.yaml", "--max-translation", "0.1"], "not both"),
+    (["--max-translation", "-1"], "finite number >= 0"),
+    (["--workspace", "1", "0", "0", "0", "1", "1"], "<= high"),
+    (["--token", "short"], "at least 8"),
+    (["--max-batch-size", "0"], "--max-batch-size must be positive"),
+])
+def test_bad_options_fail_with_one_line(tmp_path, capsys, extra, words):
+    code = main(["serve", "--checkpoint", str(tmp_path / "nope"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert words in err, err
+
+
+def test_bad_limits_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "limits.yaml"
+    bad.write_text("robots: {arm: {max_translation: fast}}\n")
+    assert main(["serve", "--checkpoint", str(tmp_path), "--limits", str(bad)]) == 2
+    assert "max_translation must be a finite number" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""The service behind the endpoints, in process: multi-camera + proprio models (issue 10's API), batching of
+concurrent requests, safety limits after inference."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from clearvla.config import VLAConfig
+from clearvla.serve.app import PolicyService, ServeConfig
+from clearvla.serve.codecs import json_numpy_encode
+from clearvla.serve.errors import RequestError
+from clearvla.serve.safety import RobotLimits, SafetyConfig
+
+pytestmark = pytest.mark.skipif("cameras" not in VLAConfig.__dataclass_fields__, reason="multi-camera models not in this tree")
+
+STATS = {"w": {"action": {"q01": [-0.02] * 3 + [-0.1] * 3 + [0.0], "q99": [0.02] * 3 + [0.1] * 3 + [1.0], "mask": [True] * 6 + [False]},
+               "proprio": {"q01": [-1.0] * 8, "q99": [1.0] * 8}}}
+
+
+@pytest.fixture(scope="module")
+def two_camera_vla():
+    from clearvla.models.vla import VLA
+
+    return VLA.from_config("tiny", image_size=32, cameras=("image", "wrist"), proprio_dim=8, norm_stats=STATS).eval()
+
+
+def _request(rng, **extra):
+    image, wrist = (rng.integers(0, 256, size=(24, 40, 3), dtype=np.uint8) for _ in range(2))
+    state = rng.uniform(-0.3, 0.3, 8)
+    payload = {"image": json_numpy_encode(image), "images": {"wrist": json_numpy_encode(wrist)},
+               "instruction": "put the nut in the tray", "proprio": state.tolist(), **extra}
+    return payload, {"image": image, "wrist": wrist}, state
+
+
+def test_multi_camera_proprio_requests_batch_and_match_the_model(two_camera_vla):
+    limits = SafetyConfig({"arm": RobotLimits(max_translation=0.01, workspace_low=(-0.5,) * 3, workspace_high=(0.5,) * 3)})
+    service = PolicyService(two_camera_vla, ServeConfig(max_batch_size=4, max_wait_ms=50, safety=limits))
+    assert service.metadata["cameras"] == ["image", "wrist"] and service.metadata["proprio_dim"] == 8
+    rng = np.random.default_rng(0)
+    requests = [_request(rng) for _ in range(3)]
+
+    async def main():
+        await service.batcher.start()
+        try:
+            return await asyncio.gather(*(service.act(p, time.monotonic(), time.time()) for p, _, _ in requests))
+        finally:
+            await service.batcher.stop()
+
+    results = asyncio.run(main())
+    expected = two_camera_vla.predict_action([obs for _, obs, _ in requests], ["put the nut in the tray"] * 3, "w",
+                                             proprio=np.stack([s for _, _, s in requests]))
+    for (req, res), (_, _, state), raw in zip(results, requests, expected):
+        assert res.batch_size == 3 and res.robot == "arm"
+        np.testing.assert_allclose(res.raw_action, raw)
+        np.testing.assert_allclose(res.action, limits.robots["arm"].apply(raw, state[:3])[0])
+        np.testing.assert_array_equal(req.ee_position, state[:3])
+
+
+def test_multi_camera_schema_errors(two_camera_vla):
+    service = PolicyService(two_camera_vla, ServeConfig())
+    rng = np.random.default_rng(1)
+    payload, _, _ = _request(rng)
+    del payload["images"]
+    with pytest.raises(RequestError, match=r"missing camera\(s\) \['wrist'\]"):
+        asyncio.run(service.act(payload, time.monotonic(), time.time()))
+    payload, _, _ = _request(rng)
+    payload["proprio"] = [0.0] * 7
+    with pytest.raises(RequestError, match="reads 8"):
+        asyncio.run(service.act(payload, time.monotonic(), time.time()))
