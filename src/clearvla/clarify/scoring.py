@@ -1,0 +1,95 @@
+"""Scoring interpretations with the VLA itself: how the policy would act under each reading of an instruction.
+
+For an instruction, the VLA's distributions over the action bins of its first `n_dims` action tokens (each
+conditioned on its own greedy choice for the earlier ones) say where it is about to move. An interpretation
+whose distributions agree with those under the original instruction is what the policy "heard":
+
+    score_k ∝ exp(-JS_k / temperature),   JS_k = mean over the dims of the Jensen-Shannon divergence (nats)
+                                                 between p_d(original) and p_d(interpretation k)
+
+and the plain uncertainty of an instruction is the mean entropy of those distributions over log(n_bins), in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from clearvla.errors import ConfigError
+from clearvla.models.tokenizer import prompt_ids
+from clearvla.models.vla import VLA
+
+STATE_KEY = "proprio"
+
+
+@torch.inference_mode()
+def action_distributions(
+    vla: VLA, observation: Mapping[str, Any], instruction: str, *, unnorm_key: str | None = None, n_dims: int = 3
+) -> np.ndarray:
+    """[n_dims, n_bins] float64: the VLA's probabilities over the action bins of its first `n_dims` action
+    tokens for `instruction` in `observation` ({camera: uint8 HxWx3, ..., "proprio": [P]}), each step fed its
+    greedy token, as decoding does. Only the action tokens' logits enter the softmax."""
+    if vla.tokenizer is None:
+        raise ConfigError("scoring needs a model with a tokenizer")
+    images = {k: v for k, v in observation.items() if k != STATE_KEY}
+    proprio = observation.get(STATE_KEY) if vla.config.proprio_dim else None
+    pixel_values, state = vla.observation_inputs(images, proprio, unnorm_key)
+    embed = vla.language_model.get_input_embeddings()
+    ids = torch.tensor(prompt_ids(vla.tokenizer, instruction), device=vla.device)
+    sequence = torch.cat([embed(ids[:1]), vla.prefix(pixel_values, state)[0], embed(ids[1:])])[None]
+    first = vla.action_tokenizer.first_token_id
+    last = vla.action_tokenizer.vocab_size
+    rows = []
+    for _ in range(n_dims):
+        logits = vla.language_model(inputs_embeds=sequence, logits_to_keep=1).logits[0, -1, first:last].float()
+        probs = torch.softmax(logits, -1)
+        rows.append(probs.cpu().numpy().astype(np.float64))
+        token = torch.tensor([first + int(probs.argmax())], device=vla.device)
+        sequence = torch.cat([sequence, embed(token)[None]], dim=1)
+    return np.stack(rows)
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence (nats, in [0, log 2]) between distributions along the last axis."""
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.sum(np.where(a > 0, a * (np.log(np.maximum(a, 1e-300)) - np.log(np.maximum(b, 1e-300))), 0.0), axis=-1)
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+class VLAScorer:
+    """The `Scorer` of `clearvla.clarify.Clarifier` backed by a VLA (see the module docstring).
+
+    temperature: sharpness of the softmax over -JS (smaller: more peaked scores).
+    n_dims:      action tokens compared (the first three are the translation: where the arm heads).
+    """
+
+    def __init__(self, vla: VLA, *, unnorm_key: str | None = None, temperature: float = 0.05, n_dims: int = 3) -> None:
+        if temperature <= 0 or not 1 <= n_dims <= vla.action_dim(unnorm_key):
+            raise ConfigError(f"need temperature > 0 and 1 <= n_dims <= action dim, got {temperature}, {n_dims}")
+        self.vla = vla.eval()
+        self.unnorm_key = unnorm_key
+        self.temperature = temperature
+        self.n_dims = n_dims
+
+    def _dists(self, observation: Mapping[str, Any] | None, instruction: str) -> np.ndarray:
+        if observation is None:
+            raise ConfigError("the VLA scorer needs the observation (camera images and, for some models, proprio)")
+        return action_distributions(self.vla, observation, instruction, unnorm_key=self.unnorm_key, n_dims=self.n_dims)
+
+    def score(self, observation: Mapping[str, Any] | None, instruction: str, interpretations: Sequence[str]) -> np.ndarray:
+        original = self._dists(observation, instruction)
+        divergence = np.array([js_divergence(original, self._dists(observation, text)).mean() for text in interpretations])
+        logits = -divergence / self.temperature
+        weights = np.exp(logits - logits.max())
+        return weights / weights.sum()
+
+    def uncertainty(self, observation: Mapping[str, Any] | None, instruction: str) -> float:
+        dists = self._dists(observation, instruction)
+        entropy = -np.sum(np.where(dists > 0, dists * np.log(np.maximum(dists, 1e-300)), 0.0), axis=-1)
+        return float(entropy.mean() / np.log(dists.shape[-1]))

@@ -1,0 +1,45 @@
+"""The VLA-backed scorer: distributions over action bins, agreement scores, uncertainty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clearvla.clarify.scoring import VLAScorer, action_distributions, js_divergence
+from clearvla.data.stats import compute_statistics
+from clearvla.models.vla import VLA
+
+
+@pytest.fixture(scope="module")
+def vla():
+    rng = np.random.default_rng(0)
+    stats = {"cell": compute_statistics(rng.normal(0, 0.01, (32, 7)), rng.normal(0, 1, (32, 13)), 2)}
+    return VLA.from_config("tiny", image_size=32, cameras=("image", "wrist_image"), proprio_dim=13, norm_stats=stats, seed=1)
+
+
+@pytest.fixture(scope="module")
+def obs():
+    rng = np.random.default_rng(3)
+    return {"image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+            "wrist_image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), "proprio": np.zeros(13)}
+
+
+def test_distributions_are_over_the_action_bins(vla, obs):
+    dists = action_distributions(vla, obs, "pick up the red bolt", n_dims=3)
+    assert dists.shape == (3, 256)
+    np.testing.assert_allclose(dists.sum(1), 1.0, atol=1e-6)
+    assert not np.allclose(dists, action_distributions(vla, obs, "push the blue plate to the left", n_dims=3))
+
+
+def test_the_original_wording_scores_highest_and_scores_sum_to_one(vla, obs):
+    scorer = VLAScorer(vla)
+    texts = ["push the blue plate to the left", "pick up the red bolt", "stack the green block on the nut"]
+    scores = scorer.score(obs, "pick up the red bolt", texts)
+    assert scores.shape == (3,) and abs(scores.sum() - 1) < 1e-9 and int(np.argmax(scores)) == 1
+    assert 0.0 <= scorer.uncertainty(obs, "pick up the red bolt") <= 1.0
+
+
+def test_js_divergence_bounds():
+    p = np.array([1.0, 0.0])
+    assert js_divergence(p, p) == pytest.approx(0.0)
+    assert js_divergence(p, np.array([0.0, 1.0])) == pytest.approx(np.log(2))
