@@ -1,0 +1,243 @@
+"""Asking when unclear (issue 9): four ways to handle an instruction, on the `ambiguous` suite and on clear ones.
+
+  none         act on the instruction as given (OpenVLA's behaviour, the baseline)
+  grounding    ground it in the scene; ask whenever two or more parts fit the words
+  uncertainty  no grounding: ask the user to rephrase when the action tokens' entropy is above the 95th percentile
+               of clear instructions (so about 5% false asks by construction)
+  conformal    grounding + the VLA's scores + a KnowNo conformal prediction set at miss rate epsilon
+
+A simulated user (`OracleUser`) answers from ground truth. Decisions use the first observation of each episode;
+with --rollouts every distinct instruction an episode ends up executing is played closed-loop once (deterministic,
+so conditions share rollouts), giving task success, and the same episode with the simulator's unambiguous wording
+is the reference. Calibration uses episodes after the test ones (ambiguous suite for the conformal threshold, train
+suite for the entropy threshold). Writes benchmarks/results/clarify.json and clarify.png (success vs help rate).
+
+usage: python benchmarks/clarify.py --checkpoint DIR [--episodes 40] [--calibration 60] [--clear-episodes 40] [--rollouts]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, write_result  # noqa: E402
+
+from clearvla.clarify import Clarifier, ConformalCalibrator, OracleUser  # noqa: E402
+from clearvla.clarify.calibrate import evaluate as coverage_of  # noqa: E402
+from clearvla.clarify.scoring import VLAScorer  # noqa: E402
+from clearvla.eval.stats import wilson_interval  # noqa: E402
+
+EPSILONS = (0.05, 0.1, 0.2)
+CURVE_EPSILONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7)
+
+
+class NoDetector:
+    """Sees no parts: every instruction is ungrounded, so only the scorer's uncertainty can trigger a question."""
+
+    def detect(self, observation, info):
+        return []
+
+
+@dataclass
+class Case:
+    """One episode's first observation and ground truth."""
+
+    suite: str
+    index: int
+    obs: dict
+    info: dict
+
+
+@dataclass
+class Outcome:
+    """What one condition did on one episode."""
+
+    instruction: str
+    questions: int
+    seconds: float
+    set_size: int = 1
+    covered: bool = True
+    success: bool | None = None
+
+
+@dataclass
+class Condition:
+    name: str
+    outcomes: dict[tuple[str, int], Outcome] = field(default_factory=dict)
+
+
+def cases(env, suite: str, indices: range) -> list[Case]:
+    out = []
+    for i in indices:
+        obs, info = env.reset(options={"index": i})
+        out.append(Case(suite, i, obs, info))
+    return out
+
+
+def decide(clarifier: Clarifier, case: Case, rephrase_with_truth: bool = False) -> Outcome:
+    """Run the clarifier with the oracle to the end; the instruction it acts on and what it cost."""
+    user = OracleUser.from_info(case.info, seed=case.index)
+    start = time.perf_counter()
+    dialogue = clarifier.start(case.obs, case.info["instruction"], case.info)
+    seconds = time.perf_counter() - start
+    while not dialogue.done:
+        ask = dialogue.decision
+        answer = case.info["unambiguous_instruction"] if (rephrase_with_truth and not ask.options) else user(ask)
+        dialogue.reply(answer)
+    names = dialogue.prediction_set or []
+    covered = case.info["intended_object"] in names if names else True
+    return Outcome(dialogue.decision.instruction, dialogue.questions, seconds, max(len(names), 1), covered)
+
+
+def rollout_success(env, vla, case: Case, instruction: str, cache: dict) -> bool:
+    from clearvla.infer.policy import VLAPolicy
+    from clearvla.sim import suites
+    from clearvla.sim.rollout import run_episode
+
+    key = (case.suite, case.index, instruction)
+    if key not in cache:
+        policy = VLAPolicy(vla, instruction=instruction)
+        cache[key] = run_episode(env, policy, suites.episode(case.suite, case.index), record=False).success
+    return cache[key]
+
+
+def summarise(condition: Condition, keys: list[tuple[str, int]]) -> dict:
+    rows = [condition.outcomes[k] for k in keys]
+    out = {
+        "episodes": len(rows),
+        "questions_per_episode": float(np.mean([r.questions for r in rows])),
+        "asked_rate": float(np.mean([r.questions > 0 for r in rows])),
+        "mean_set_size": float(np.mean([r.set_size for r in rows])),
+        "coverage": float(np.mean([r.covered for r in rows])),
+        "latency_ms_p50": 1000 * float(np.median([r.seconds for r in rows])),
+    }
+    if rows and rows[0].success is not None:
+        wins = sum(bool(r.success) for r in rows)
+        out["success"] = wins / len(rows)
+        out["success_ci95"] = list(wilson_interval(wins, len(rows)))
+    return out
+
+
+def main() -> None:
+    import torch
+
+    from clearvla.models.vla import VLA
+    from clearvla.sim.env import WorkcellEnv
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--episodes", type=int, default=40, help="ambiguous test episodes (0..N-1)")
+    parser.add_argument("--calibration", type=int, default=60, help="ambiguous calibration episodes (after the test ones)")
+    parser.add_argument("--clear-episodes", type=int, default=40, help="train-suite episodes for false asks")
+    parser.add_argument("--rollouts", action="store_true", help="play the chosen instructions closed-loop for task success")
+    parser.add_argument("--temperature", type=float, default=0.05)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    vla = VLA.from_pretrained(args.checkpoint).eval()
+    size, wrist = vla.processor.image_size, "wrist_image" in vla.config.cameras
+    envs = {s: WorkcellEnv(s, image_size=size, wrist_camera=wrist) for s in ("ambiguous", "train")}
+    scorer = VLAScorer(vla, temperature=args.temperature)
+    test = cases(envs["ambiguous"], "ambiguous", range(args.episodes))
+    calib = cases(envs["ambiguous"], "ambiguous", range(args.episodes, args.episodes + args.calibration))
+    clear = cases(envs["train"], "train", range(args.clear_episodes))
+    clear_calib = cases(envs["train"], "train", range(1000, 1000 + args.clear_episodes))
+
+    # conformal thresholds from the calibration split
+    full = Clarifier(scorer)
+    cal_scores, cal_truth = [], []
+    for case in calib:
+        grounding, scores = full.interpret(case.obs, case.info["instruction"], case.info)
+        cal_scores.append(scores)
+        cal_truth.append(grounding.candidates.index(case.info["intended_object"]))
+    calibrators = {eps: ConformalCalibrator.fit(cal_scores, cal_truth, eps) for eps in sorted(set(EPSILONS + CURVE_EPSILONS))}
+    # entropy threshold: 95th percentile on clear calibration instructions
+    entropies = [scorer.uncertainty(c.obs, c.info["instruction"]) for c in clear_calib]
+    entropy_threshold = float(np.quantile(entropies, 0.95))
+
+    clarifiers = {
+        "none": None,
+        "grounding": Clarifier(),
+        "uncertainty": Clarifier(scorer, detector=NoDetector(), uncertainty_threshold=entropy_threshold, max_turns=1),
+        **{f"conformal@{eps}": Clarifier(scorer, calibrator=calibrators[eps]) for eps in calibrators},
+    }
+    conditions = {name: Condition(name) for name in clarifiers}
+    everything = test + clear
+    for name, clarifier in clarifiers.items():
+        for case in everything:
+            conditions[name].outcomes[(case.suite, case.index)] = (
+                Outcome(case.info["instruction"], 0, 0.0) if clarifier is None
+                else decide(clarifier, case, rephrase_with_truth=name == "uncertainty")
+            )
+        print(f"decided: {name}", flush=True)
+
+    # held-out coverage of the raw prediction sets (before any question is answered)
+    test_scores = [full.interpret(c.obs, c.info["instruction"], c.info) for c in test]
+    truth = [g.candidates.index(c.info["intended_object"]) for (g, _), c in zip(test_scores, test)]
+    coverage = {str(eps): {"target": 1 - eps, **coverage_of(calibrators[eps], [s for _, s in test_scores], truth)}
+                for eps in EPSILONS}
+
+    reference = {}
+    if args.rollouts:
+        cache: dict = {}
+        for case in test:
+            reference[case.index] = rollout_success(envs["ambiguous"], vla, case, case.info["unambiguous_instruction"], cache)
+        for condition in conditions.values():
+            for case in test:
+                outcome = condition.outcomes[(case.suite, case.index)]
+                outcome.success = rollout_success(envs["ambiguous"], vla, case, outcome.instruction, cache)
+        print(f"rollouts: {len(cache)} distinct", flush=True)
+
+    ambiguous_keys = [(c.suite, c.index) for c in test]
+    clear_keys = [(c.suite, c.index) for c in clear]
+    results = {
+        name: {"ambiguous": summarise(cond, ambiguous_keys),
+               "clear": {"false_ask_rate": float(np.mean([cond.outcomes[k].questions > 0 for k in clear_keys])),
+                         "episodes": len(clear_keys)}}
+        for name, cond in conditions.items()
+    }
+    payload = {
+        "checkpoint": str(args.checkpoint),
+        "episodes": {"ambiguous_test": args.episodes, "ambiguous_calibration": args.calibration, "clear": args.clear_episodes},
+        "entropy_threshold": entropy_threshold,
+        "coverage": coverage,
+        "conditions": results,
+    }
+    if reference:
+        wins = sum(reference.values())
+        payload["unambiguous_reference"] = {"success": wins / len(reference), "success_ci95": list(wilson_interval(wins, len(reference)))}
+    print(f"wrote {write_result('clarify', payload)}")
+    if args.rollouts:
+        plot(results, payload.get("unambiguous_reference"))
+
+
+def plot(results: dict, reference: dict | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    curve = sorted((r["ambiguous"]["asked_rate"], r["ambiguous"]["success"]) for n, r in results.items() if n.startswith("conformal@"))
+    ax.plot(*zip(*curve), "o-", label="grounding + VLA scores + conformal (ε sweep)")
+    for name, marker in (("none", "s"), ("grounding", "^"), ("uncertainty", "D")):
+        r = results[name]["ambiguous"]
+        ax.plot(r["asked_rate"], r["success"], marker, markersize=9, label=name)
+    if reference:
+        ax.axhline(reference["success"], color="grey", ls="--", label="unambiguous wording (reference)")
+    ax.set_xlabel("help rate (episodes with a question)")
+    ax.set_ylabel("task success on `ambiguous`")
+    ax.set_xlim(-0.05, 1.05)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "clarify.png", dpi=120)
+
+
+if __name__ == "__main__":
+    main()
