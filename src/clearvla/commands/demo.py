@@ -21,7 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--suites", nargs="+", default=list(SUITES), choices=SUITES)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--interactive", action="store_true",
+                   help="one episode where the model asks you which part you mean (the first of --suites, default ambiguous)")
+    p.add_argument("--index", type=int, default=0, help="with --interactive: which episode of the suite")
     p.set_defaults(func=run)
+
+
+def run_interactive(args: argparse.Namespace, checkpoint: Path) -> int:
+    from clearvla.clarify.interactive import run_interactive_episode
+
+    suite = args.suites[0] if args.suites != list(SUITES) else "ambiguous"
+    run_interactive_episode(checkpoint, suite=suite, index=args.index, out_dir=args.out / "videos")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from clearvla.eval.rollout import evaluate_suite
 
     checkpoint = args.checkpoint or default_model_dir()
+    if args.interactive:
+        return run_interactive(args, checkpoint)
     print(f"clearvla demo: {checkpoint}  (model card: {Path(checkpoint) / 'README.md'})")
     print(f"{args.episodes} closed-loop episodes per suite, {args.workers} worker processes\n")
     start, reports = time.perf_counter(), []
