@@ -9,13 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from clearvla.config import VLAConfig
 from clearvla.serve.app import PolicyService, ServeConfig
 from clearvla.serve.codecs import json_numpy_encode
 from clearvla.serve.errors import RequestError
 from clearvla.serve.safety import RobotLimits, SafetyConfig
-
-pytestmark = pytest.mark.skipif("cameras" not in VLAConfig.__dataclass_fields__, reason="multi-camera models not in this tree")
 
 STATS = {"w": {"action": {"q01": [-0.02] * 3 + [-0.1] * 3 + [0.0], "q99": [0.02] * 3 + [0.1] * 3 + [1.0], "mask": [True] * 6 + [False]},
                "proprio": {"q01": [-1.0] * 8, "q99": [1.0] * 8}}}
@@ -71,3 +68,27 @@ def test_multi_camera_schema_errors(two_camera_vla):
     payload["proprio"] = [0.0] * 7
     with pytest.raises(RequestError, match="reads 8"):
         asyncio.run(service.act(payload, time.monotonic(), time.time()))
+
+
+def test_unsure_model_asks_on_v1_but_never_on_openvla_act(two_camera_vla):
+    """--ask-threshold: above it the versioned endpoints answer a question instead of an action; /act always acts."""
+    rng = np.random.default_rng(1)
+    payload, _, _ = _request(rng)
+
+    def answer(threshold: float, may_ask: bool):
+        service = PolicyService(two_camera_vla, ServeConfig(ask_threshold=threshold))
+
+        async def main():
+            await service.batcher.start()
+            try:
+                return (await service.act(payload, time.monotonic(), time.time(), may_ask=may_ask))[1]
+            finally:
+                await service.batcher.stop()
+
+        return asyncio.run(main())
+
+    asked = answer(0.0, may_ask=True)  # entropy is > 0 for any real distribution
+    assert asked.kind == "ask" and asked.action is None and "put the nut in the tray" in asked.question
+    assert asked.envelope()["type"] == "ask" and asked.envelope()["options"] == []
+    assert answer(0.0, may_ask=False).kind == "action"
+    assert answer(1.0, may_ask=True).kind == "action"  # normalised entropy never exceeds 1

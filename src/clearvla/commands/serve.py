@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("request limits")
     g.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body / websocket message")
     g.add_argument("--max-image-side", type=int, default=2048, help="largest image side in pixels")
+    p.add_argument("--ask-threshold", type=float, default=None,
+                   help="answer /v1/act and /ws with a clarifying question ({\"type\": \"ask\"}) when the entropy of the first "
+                        "action tokens, in [0, 1], is above this (OpenVLA's /act never asks)")
     p.set_defaults(func=run)
 
 
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         token=token, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         deadline_ms=args.deadline_ms, center_crop=args.center_crop,
         limits=RequestLimits(max_body_bytes=max_body, max_image_side=args.max_image_side),
-        safety=safety, model_name=args.checkpoint.resolve().name,
+        safety=safety, model_name=args.checkpoint.resolve().name, ask_threshold=args.ask_threshold,
     )
     if args.threads is not None:
         import torch

@@ -7,7 +7,8 @@ Endpoints (every one but /healthz needs `Authorization: Bearer <token>` when a t
                      X-ClearVLA-Clipped (true/false) and X-ClearVLA-Clip-Reasons (comma-separated).
     POST /v1/act     The same request; answers the envelope {"type": "action", "action": [..], "raw_action":
                      [..], "clipped", "clip_reasons", "robot", "unnorm_key", "latency_ms", "batch_size"}.
-                     "type": "ask" (with "question", no action) is reserved for clarifying questions.
+                     "type": "ask" (with "question" and "options", no action): a clarifying question, when the
+                     server runs with --ask-threshold and the model is unsure how to act on the instruction.
     WS   /ws         openpi-style: the server first sends the metadata, then answers each msgpack-numpy request
                      frame with the envelope (arrays as numpy); errors come back as a JSON text frame.
     GET  /healthz    {"status": "ok"}, no auth (for liveness probes).
@@ -20,6 +21,7 @@ Every error is `{"type": "error", "error": message, "status": code, "field": nam
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -62,6 +64,7 @@ class ServeConfig:
     limits: RequestLimits = field(default_factory=RequestLimits)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     model_name: str = ""
+    ask_threshold: float | None = None  # /v1/act and /ws answer "ask" when the action tokens' entropy is above it
 
 
 def load_model(checkpoint: Path, *, dtype: str = "float32", device: str = "auto") -> Any:
@@ -114,9 +117,17 @@ class PolicyService:
                 raise ConfigError(f"safety limits need end-effector delta actions (>= 6 dims); these keys have fewer: {small}")
         self.batcher = Batcher(lambda reqs: predict_batch(vla, reqs, config.center_crop),
                                config.max_batch_size, config.max_wait_ms, config.max_queue)
+        self.scorer = None
+        if config.ask_threshold is not None:
+            from clearvla.clarify.scoring import VLAScorer
+
+            self.scorer = VLAScorer(vla)
         self.metadata = self._metadata()
 
-    async def act(self, payload: Any, received: float, wall_now: float, double_encoded: bool = False) -> tuple[ActRequest, ActResponse]:
+    async def act(
+        self, payload: Any, received: float, wall_now: float, double_encoded: bool = False, may_ask: bool = False
+    ) -> tuple[ActRequest, ActResponse]:
+        """`may_ask`: the endpoint can answer a clarifying question (/v1/act, /ws; never OpenVLA's /act)."""
         request = parse_act(payload, self.spec, self.config.limits, received, default_deadline_ms=self.config.deadline_ms,
                             wall_now=wall_now, double_encoded=double_encoded)
         robot, limits = self.config.safety.resolve(request.robot)
@@ -124,12 +135,31 @@ class PolicyService:
             raise RequestError(f"robot {robot!r} has a workspace box: send 'proprio' whose first 3 entries are the "
                                "end-effector position x, y, z in metres", field="proprio")
         check_deadline(request.deadline, received, "on arrival")
+        if may_ask and self.scorer is not None:
+            question = await asyncio.to_thread(self._question, request)
+            if question is not None:
+                latency = (time.monotonic() - received) * 1000.0
+                return request, ActResponse("ask", None, None, (), robot, request.unnorm_key, latency, 0, question)
         result = await self.batcher.submit(request)
         check_deadline(request.deadline, received, "before the action was returned")
         action, reasons = (result.action, []) if limits is None else limits.apply(result.action, request.ee_position)
         latency = (time.monotonic() - received) * 1000.0
         response = ActResponse("action", action, result.action, tuple(reasons), robot, request.unnorm_key, latency, result.batch_size)
         return request, response
+
+    def _question(self, request: ActRequest) -> str | None:
+        """A rephrase question when the model is too unsure how to act on the instruction (entropy of its first
+        action tokens above `ask_threshold`), else None."""
+        from clearvla.clarify.clarifier import REPHRASE
+
+        observation = request.observation if isinstance(request.observation, dict) else {self.spec.cameras[0]: request.observation}
+        if request.model_proprio:
+            observation = {**observation, "proprio": request.proprio}
+        assert self.scorer is not None and self.config.ask_threshold is not None
+        self.scorer.unnorm_key = request.unnorm_key
+        if self.scorer.uncertainty(observation, request.instruction) <= self.config.ask_threshold:
+            return None
+        return REPHRASE.format(instruction=request.instruction)
 
     def _metadata(self) -> dict[str, Any]:
         from clearvla import __version__
@@ -183,11 +213,11 @@ def create_app(vla: Any, config: ServeConfig | None = None) -> FastAPI:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def act(request: Request) -> tuple[ActRequest, ActResponse]:
+    async def act(request: Request, may_ask: bool = False) -> tuple[ActRequest, ActResponse]:
         received, wall = time.monotonic(), time.time()
         require_auth(request)
         payload, double_encoded = parse_json_body(await read_body(request))
-        return await service.act(payload, received, wall, double_encoded)
+        return await service.act(payload, received, wall, double_encoded, may_ask=may_ask)
 
     @app.exception_handler(ClearVLAError)
     async def client_error(request: Request, error: ClearVLAError) -> JSONResponse:
@@ -215,7 +245,7 @@ def create_app(vla: Any, config: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/v1/act")
     async def act_v1(request: Request) -> JSONResponse:
-        _, res = await act(request)
+        _, res = await act(request, may_ask=True)
         return JSONResponse(res.envelope())
 
     @app.get("/healthz")
@@ -252,7 +282,7 @@ def create_app(vla: Any, config: ServeConfig | None = None) -> FastAPI:
                     if message.get("bytes") is None:
                         raise RequestError("send msgpack binary frames, not text", status=400)
                     payload = msgpack_unpack(message["bytes"], config.limits.max_body_bytes)
-                    _, res = await service.act(payload, received, wall)
+                    _, res = await service.act(payload, received, wall, may_ask=True)
                     reply: bytes | str = msgpack_pack(res.envelope(arrays="numpy"))
                 except WebSocketDisconnect:
                     raise

@@ -274,6 +274,7 @@ class ActResponse:
                                 "batch_size": self.batch_size}
         if self.kind == "ask":
             body["question"] = self.question
+            body["options"] = []  # a rephrase question: the answer is a new instruction
         return body
 
 
