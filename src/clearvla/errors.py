@@ -26,3 +26,7 @@ class UnnormKeyError(ClearVLAError, KeyError):
 
 class DataError(ClearVLAError, ValueError):
     """A dataset file, record or field is missing, truncated or malformed."""
+
+
+class MissingExtraError(ClearVLAError, ImportError):
+    """An optional feature needs a package from an install extra that is not installed; the message names it."""

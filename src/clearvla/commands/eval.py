@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from clearvla.commands.predict import add_inference_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="closed-loop success on simulator suites (Wilson 95%% CIs, per task)")
@@ -18,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--center-crop", action="store_true", help="centre crop of area 0.9 (models trained with crop augmentation)")
     p.add_argument("--image-size", type=int, default=None, help="camera size (default: the checkpoint's input size)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    add_inference_options(p)
     p.set_defaults(func=run)
 
 
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             reports.append(evaluate_suite(
                 args.checkpoint, suite, args.episodes, workers=args.workers, image_size=args.image_size,
                 unnorm_key=args.unnorm_key, center_crop=args.center_crop, out_dir=out, videos=args.videos,
-                dtype=args.dtype, on_episode=tick,
+                dtype=args.dtype, quantize=args.quantize, action_tokens_only=args.action_tokens_only, on_episode=tick,
             ))
     json_path, md_path = write_reports(reports, out)
     print(summary_table(reports))

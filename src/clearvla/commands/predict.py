@@ -12,6 +12,7 @@ from clearvla.actions.normalize import select_stats
 from clearvla.errors import InputError
 
 DTYPES = ("float32", "bfloat16")
+QUANTIZE = ("none", "int8", "int4")  # clearvla.infer.quantize.QUANTIZE_MODES (not imported: it pulls in torch)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,8 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--unnorm-key", default=None, help="dataset key of norm_stats (needed when there are several)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype (bfloat16 on CPU, never float16)")
     p.add_argument("--center-crop", action="store_true", help="centre crop of area 0.9 (models trained with crop augmentation)")
+    add_inference_options(p)
     p.add_argument("--json", action="store_true", help='print exactly one JSON object {"action": [...], "token_ids": [...]}')
     p.set_defaults(func=run)
+
+
+def add_inference_options(p: argparse.ArgumentParser) -> None:
+    """--quantize and --action-tokens-only, shared by predict and eval."""
+    p.add_argument("--quantize", choices=QUANTIZE, default="none",
+                   help="weight quantisation of the LLM and projector linears (bitsandbytes; pip install 'clearvla[quantize]')")
+    p.add_argument("--action-tokens-only", action="store_true",
+                   help="argmax over the 256 action tokens only (OpenVLA: over the whole vocabulary)")
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -45,9 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from clearvla.models.vla import VLA
 
     image = load_image(args.image)
-    model = VLA.from_pretrained(args.checkpoint, dtype=getattr(torch, args.dtype))
+    model = VLA.from_pretrained(args.checkpoint, dtype=getattr(torch, args.dtype), quantize=args.quantize)
     select_stats(model.norm_stats, args.unnorm_key)  # a bad key fails before any compute
-    token_ids = model.predict_action_tokens(image, args.instruction, args.unnorm_key, center_crop=args.center_crop)
+    token_ids = model.predict_action_tokens(
+        image, args.instruction, args.unnorm_key, center_crop=args.center_crop, action_tokens_only=args.action_tokens_only
+    )
     action = model.decode_actions(token_ids, args.unnorm_key)
     if args.json:
         print(json.dumps({"action": [float(a) for a in action], "token_ids": [int(t) for t in token_ids]}))

@@ -35,6 +35,8 @@ class EvalJob:
     video_dir: str | None
     videos: str  # "failures" | "all" | "none"
     dtype: str = "float32"
+    quantize: str = "none"  # none | int8 | int4 (bitsandbytes)
+    action_tokens_only: bool = False
 
 
 def overlay(frame: np.ndarray, instruction: str, action: np.ndarray | None) -> np.ndarray:
@@ -62,7 +64,8 @@ def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = Non
     from clearvla.sim.video import write_video
 
     torch.set_num_threads(1)  # one core per worker process
-    policy = VLAPolicy(VLA.from_pretrained(job.checkpoint, dtype=getattr(torch, job.dtype)), job.unnorm_key, job.center_crop)
+    vla = VLA.from_pretrained(job.checkpoint, dtype=getattr(torch, job.dtype), quantize=job.quantize)
+    policy = VLAPolicy(vla, job.unnorm_key, job.center_crop, action_tokens_only=job.action_tokens_only)
     env = WorkcellEnv(job.suite, image_size=job.image_size, wrist_camera="wrist_image" in policy.vla.config.cameras)
     results = []
     try:
@@ -111,10 +114,13 @@ def evaluate_suite(
     out_dir: Path | None = None,
     videos: str = "failures",
     dtype: str = "float32",
+    quantize: str = "none",
+    action_tokens_only: bool = False,
     on_episode: Callable[[EpisodeResult], None] | None = None,
 ) -> SuiteReport:
     """Success of a checkpoint on the first `episodes` episodes of `suite` (a fixed list), with `workers`
-    processes. `image_size` defaults to the checkpoint's input size. Failure videos go to out_dir/videos."""
+    processes. `image_size` defaults to the checkpoint's input size. Failure videos go to out_dir/videos.
+    `quantize` (none | int8 | int4) and `action_tokens_only` are applied in every worker (see infer/quantize.py)."""
     from clearvla.errors import ConfigError
     from clearvla.models.checkpoint import PROCESSOR_FILE
     from clearvla.models.processor import ImageProcessor
@@ -126,6 +132,11 @@ def evaluate_suite(
         raise ConfigError(f"suite {suite!r} has {available} episodes; asked for {episodes}")
     if videos not in ("failures", "all", "none"):
         raise ConfigError(f"videos must be failures, all or none, got {videos!r}")
+    if quantize not in (None, "none"):  # fail here in one line, not in every worker
+        from clearvla.infer.quantize import check_mode, require_bitsandbytes
+
+        check_mode(quantize)
+        require_bitsandbytes()
     if image_size is None:
         import json
 
@@ -135,7 +146,7 @@ def evaluate_suite(
     indices = list(range(episodes))
     workers = max(1, min(workers, episodes))
     jobs = [EvalJob(str(checkpoint), suite, tuple(indices[w::workers]), image_size, unnorm_key, center_crop,
-                    video_dir, videos, dtype) for w in range(workers)]
+                    video_dir, videos, dtype, quantize, action_tokens_only) for w in range(workers)]
     start = time.perf_counter()
     report = SuiteReport(str(checkpoint), suite)
     if workers == 1:

@@ -21,8 +21,16 @@ class VLAPolicy:
     `norm_stats[unnorm_key]`. The last action is kept in `last_action` (for overlays and logs).
     """
 
-    def __init__(self, vla: VLA, unnorm_key: str | None = None, center_crop: bool = False, instruction: str | None = None) -> None:
+    def __init__(
+        self,
+        vla: VLA,
+        unnorm_key: str | None = None,
+        center_crop: bool = False,
+        instruction: str | None = None,
+        action_tokens_only: bool = False,
+    ) -> None:
         self.vla = vla.eval()
+        self.action_tokens_only = action_tokens_only  # argmax over the action bins only (see VLA.predict_action_tokens)
         self.unnorm_key = select_stats(vla.norm_stats, unnorm_key)
         self.center_crop = center_crop
         self.instruction = instruction
@@ -35,6 +43,9 @@ class VLAPolicy:
         text = self.instruction if self.instruction is not None else info["instruction"]
         images = {name: value for name, value in obs.items() if name != STATE_KEY}
         proprio = obs.get(STATE_KEY) if self.vla.config.proprio_dim else None
-        action = self.vla.predict_action(images, text, self.unnorm_key, center_crop=self.center_crop, proprio=proprio)
+        action = self.vla.predict_action(
+            images, text, self.unnorm_key, center_crop=self.center_crop, proprio=proprio,
+            action_tokens_only=self.action_tokens_only,
+        )
         self.last_action = action.astype(np.float32)
         return self.last_action

@@ -203,6 +203,13 @@ def load_pretrained(cls: type["VLA"], directory: Path, *, dtype: torch.dtype, de
 
 def save_pretrained(model: "VLA", directory: Path, *, max_shard_size: int | str, state_dict: dict | None = None) -> Path:
     """Write into a sibling temporary directory, then swap it in, so a crash never leaves half a checkpoint."""
+    from clearvla.infer.quantize import quantization_of
+
+    if state_dict is None and quantization_of(model) != "none":
+        raise CheckpointError(
+            f"this model is quantised ({quantization_of(model)}); OpenVLA checkpoints hold float weights: save the "
+            "float model and quantise when loading (--quantize / VLA.from_pretrained(quantize=...))"
+        )
     directory = directory.resolve()
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))

@@ -102,11 +102,23 @@ class VLA(nn.Module):
             return cls(config, tokenizer=tokenizer, norm_stats=norm_stats)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> "VLA":
-        """Load an OpenVLA-format checkpoint directory (safetensors only, no network, nothing unpickled)."""
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        quantize: str | None = None,
+    ) -> "VLA":
+        """Load an OpenVLA-format checkpoint directory (safetensors only, no network, nothing unpickled).
+        `quantize`: None/"none", "int8" or "int4" (bitsandbytes, the `quantize` extra; see infer/quantize.py)."""
         from clearvla.models.checkpoint import load_pretrained
 
-        return load_pretrained(cls, Path(directory), dtype=dtype, device=device)
+        if quantize in (None, "none"):
+            return load_pretrained(cls, Path(directory), dtype=dtype, device=device)
+        from clearvla.infer.quantize import load_for_inference
+
+        return load_for_inference(directory, dtype=dtype, quantize=quantize, device=device)
 
     def save_pretrained(
         self, directory: str | Path, *, max_shard_size: int | str = "5GB", state_dict: dict[str, torch.Tensor] | None = None
@@ -119,11 +131,12 @@ class VLA(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.projector.fc1.weight.dtype
+        # The input embeddings are never quantised (the projector's linears can be), so they carry the compute dtype.
+        return self.language_model.get_input_embeddings().weight.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.projector.fc1.weight.device
+        return self.language_model.get_input_embeddings().weight.device
 
     # --- training forward ---------------------------------------------------------------------------
     @property
@@ -242,8 +255,15 @@ class VLA(nn.Module):
         unnorm_key: str | None = None,
         center_crop: bool = False,
         proprio: np.ndarray | Sequence[float] | None = None,
+        *,
+        decode: str = "fast",
+        action_tokens_only: bool = False,
     ) -> np.ndarray:
-        """Greedy action token ids: [A] int64 for one observation, [B, A] for a batch (see `observation_inputs`)."""
+        """Greedy action token ids: [A] int64 for one observation, [B, A] for a batch (see `observation_inputs`).
+
+        decode: "fast" (static KV cache; the same tokens as "reference"), "reference" or "generate" (HF's loop),
+        see models/decoding.py. action_tokens_only: argmax over the action bins only (OpenVLA: whole vocabulary).
+        """
         if self.tokenizer is None:
             raise InputError("this model has no tokenizer (build the tiny preset or load a checkpoint)")
         single = isinstance(instruction, str)
@@ -253,7 +273,10 @@ class VLA(nn.Module):
             raise InputError(f"got {len(pixel_values)} observations but {len(instructions)} instructions")
         prompts = [torch.tensor(prompt_ids(self.tokenizer, text), device=self.device) for text in instructions]
         prefix = self.prefix(pixel_values, state)
-        tokens = greedy_decode(self.language_model, prefix, prompts, self.action_dim(unnorm_key)).cpu().numpy()
+        action_ids = (self.action_tokenizer.first_token_id, self.action_tokenizer.vocab_size) if action_tokens_only else None
+        tokens = greedy_decode(
+            self.language_model, prefix, prompts, self.action_dim(unnorm_key), method=decode, action_ids=action_ids
+        ).cpu().numpy()
         return tokens[0] if single else tokens
 
     def decode_actions(self, token_ids: np.ndarray, unnorm_key: str | None = None) -> np.ndarray:
@@ -267,12 +290,17 @@ class VLA(nn.Module):
         unnorm_key: str | None = None,
         center_crop: bool = False,
         proprio: np.ndarray | Sequence[float] | None = None,
+        *,
+        decode: str = "fast",
+        action_tokens_only: bool = False,
     ) -> np.ndarray:
         """Observation(s) (an image uint8 HxWx3, or {camera: image}) + instruction(s) [+ robot state] -> action [A]
         (or [B, A] for lists) float64, un-normalised with `norm_stats[unnorm_key]` (None only when there is exactly
-        one key)."""
+        one key). `decode`, `action_tokens_only`: see `predict_action_tokens`."""
         select_stats(self.norm_stats, unnorm_key)  # fail on a bad key before spending compute
-        tokens = self.predict_action_tokens(images, instruction, unnorm_key, center_crop, proprio)
+        tokens = self.predict_action_tokens(
+            images, instruction, unnorm_key, center_crop, proprio, decode=decode, action_tokens_only=action_tokens_only
+        )
         return self.decode_actions(tokens, unnorm_key)
 
 
