@@ -41,3 +41,25 @@ def test_cli_errors_are_one_line(tiny_checkpoint, rgb_image, tmp_path, capsys):
     bad.write_bytes(b"\x89PNG broken")
     _fails_with_one_line(["predict", "--checkpoint", str(tiny_checkpoint), "--image", str(bad), "--instruction", "go"],
                          capsys, "cannot read image")
+
+
+def test_predict_with_a_wrist_camera_and_the_robot_state(tmp_path, capsys):
+    """Issue 10: `--camera NAME=FILE` and `--proprio` feed a multi-input model; missing ones are one-line errors."""
+    from clearvla.data.stats import compute_statistics
+    from clearvla.models.vla import VLA
+
+    rng = np.random.default_rng(0)
+    stats = {"cell": compute_statistics(rng.normal(0, 0.01, (32, 7)), rng.normal(0, 1, (32, 4)), 2)}
+    vla = VLA.from_config("tiny", image_size=32, cameras=("image", "wrist_image"), proprio_dim=4, norm_stats=stats)
+    ckpt = vla.save_pretrained(tmp_path / "ckpt")
+    front, wrist = (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2))
+    Image.fromarray(front).save(tmp_path / "front.png")
+    Image.fromarray(wrist).save(tmp_path / "wrist.png")
+    base = ["predict", "--checkpoint", str(ckpt), "--image", str(tmp_path / "front.png"), "--instruction", "push it"]
+    assert main(base + ["--camera", f"wrist_image={tmp_path / 'wrist.png'}", "--proprio", "0.1", "0", "0", "1", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["token_ids"]
+    expected = vla.predict_action_tokens({"image": front, "wrist_image": wrist}, "push it", proprio=np.array([0.1, 0, 0, 1]))
+    assert got == expected.tolist()
+    _fails_with_one_line(base + ["--proprio", "0", "0", "0", "0"], capsys, "lacks camera(s) ['wrist_image']")
+    _fails_with_one_line(base + ["--camera", f"wrist_image={tmp_path / 'wrist.png'}"], capsys, "pass proprio")
+    _fails_with_one_line(base + ["--camera", "wrist.png"], capsys, "NAME=FILE")

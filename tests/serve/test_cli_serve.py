@@ -33,3 +33,29 @@ def test_bad_limits_file_is_one_line(tmp_path, capsys):
     bad.write_text("robots: {arm: {max_translation: fast}}\n")
     assert main(["serve", "--checkpoint", str(tmp_path), "--limits", str(bad)]) == 2
     assert "max_translation must be a finite number" in capsys.readouterr().err
+
+
+def test_quantized_model_serves(serve_checkpoint):
+    """--quantize goes through the one loader predict and eval use: bitsandbytes layers in, actions out."""
+    import asyncio
+    import time
+
+    import numpy as np
+
+    from clearvla.serve.app import PolicyService, ServeConfig, load_model
+    from clearvla.serve.codecs import json_numpy_encode
+
+    vla = load_model(serve_checkpoint, device="cpu", quantize="int8")
+    assert any(type(m).__name__ == "Linear8bitLt" for m in vla.modules())
+    service = PolicyService(vla, ServeConfig())
+    payload = {"image": json_numpy_encode(np.zeros((32, 32, 3), np.uint8)), "instruction": "pick up the red block", "unnorm_key": "workcell"}
+
+    async def main():
+        await service.batcher.start()
+        try:
+            return (await service.act(payload, time.monotonic(), time.time()))[1]
+        finally:
+            await service.batcher.stop()
+
+    response = asyncio.run(main())
+    assert response.kind == "action" and response.action.shape == (7,) and np.isfinite(response.action).all()

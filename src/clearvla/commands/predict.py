@@ -18,7 +18,11 @@ QUANTIZE = ("none", "int8", "int4")  # clearvla.infer.quantize.QUANTIZE_MODES (n
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="predict one action from an image and an instruction")
     p.add_argument("--checkpoint", required=True, type=Path, help="OpenVLA-format checkpoint directory")
-    p.add_argument("--image", required=True, type=Path, help="RGB image file (PNG/JPEG)")
+    p.add_argument("--image", required=True, type=Path, help="RGB image file (PNG/JPEG): the model's first camera")
+    p.add_argument("--camera", action="append", default=[], metavar="NAME=FILE",
+                   help="another camera's image, e.g. wrist_image=wrist.png (repeat for each camera the model reads)")
+    p.add_argument("--proprio", type=float, nargs="+", default=None, metavar="X",
+                   help="robot state in raw units, for models with a proprio input (e.g. 13 numbers)")
     p.add_argument("--instruction", required=True, help='e.g. "pick up the red block"')
     p.add_argument("--unnorm-key", default=None, help="dataset key of norm_stats (needed when there are several)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and compute dtype (bfloat16 on CPU, never float16)")
@@ -54,11 +58,17 @@ def run(args: argparse.Namespace) -> int:
 
     from clearvla.models.vla import VLA
 
-    image = load_image(args.image)
     model = VLA.from_pretrained(args.checkpoint, dtype=getattr(torch, args.dtype), quantize=args.quantize)
     select_stats(model.norm_stats, args.unnorm_key)  # a bad key fails before any compute
+    observation = {model.config.cameras[0]: load_image(args.image)}
+    for item in args.camera:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--camera takes NAME=FILE (e.g. wrist_image=wrist.png), got {item!r}")
+        observation[name] = load_image(Path(path))
     token_ids = model.predict_action_tokens(
-        image, args.instruction, args.unnorm_key, center_crop=args.center_crop, action_tokens_only=args.action_tokens_only
+        observation, args.instruction, args.unnorm_key, center_crop=args.center_crop,
+        proprio=None if args.proprio is None else np.asarray(args.proprio), action_tokens_only=args.action_tokens_only,
     )
     action = model.decode_actions(token_ids, args.unnorm_key)
     if args.json:

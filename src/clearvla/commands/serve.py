@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     auth.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (visible in `ps`; prefer --token-file)")
     auth.add_argument("--token-file", type=Path, default=None, help="read the bearer token from this file")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--quantize", choices=("none", "int8", "int4"), default="none",
+                   help="weight quantisation of the LLM and projector linears (bitsandbytes; pip install 'clearvla[quantize]')")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--center-crop", action="store_true", help="centre crop of area 0.9 (models trained with crop augmentation)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 on small shared CPUs)")
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    vla = load_model(args.checkpoint, dtype=args.dtype, device=args.device)
+    vla = load_model(args.checkpoint, dtype=args.dtype, device=args.device, quantize=args.quantize)
     app = create_app(vla, config)
     if not _is_loopback(args.host) and token is None:
         log.warning("serving on %s without --token: anyone who can reach this port can drive the robot", args.host)

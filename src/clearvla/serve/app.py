@@ -67,18 +67,18 @@ class ServeConfig:
     ask_threshold: float | None = None  # /v1/act and /ws answer "ask" when the action tokens' entropy is above it
 
 
-def load_model(checkpoint: Path, *, dtype: str = "float32", device: str = "auto") -> Any:
-    """The one place the server loads a model (quantisation options belong here). dtype: float32 | bfloat16;
-    device: auto (CUDA when available) | cpu | cuda[:N]."""
+def load_model(checkpoint: Path, *, dtype: str = "float32", device: str = "auto", quantize: str = "none") -> Any:
+    """The one place the server loads a model. dtype: float32 | bfloat16; device: auto (CUDA when available) | cpu |
+    cuda[:N]; quantize: none | int8 | int4 (bitsandbytes, the `quantize` extra)."""
     import torch
 
-    from clearvla.models.vla import VLA
+    from clearvla.infer.quantize import load_for_inference
 
     if not (Path(checkpoint) / "config.json").is_file():
         raise ConfigError(f"{checkpoint} is not a checkpoint directory (no config.json)")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return VLA.from_pretrained(checkpoint, dtype=getattr(torch, dtype), device=device).eval()
+    return load_for_inference(checkpoint, dtype=dtype, quantize=quantize, device=device).eval()
 
 
 def predict_batch(vla: Any, requests: Sequence[ActRequest], center_crop: bool = False) -> np.ndarray:
