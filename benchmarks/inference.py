@@ -79,9 +79,11 @@ PRECISIONS = [("float32", torch.float32, "none"), ("bfloat16", torch.bfloat16, "
               ("int8", torch.float32, "int8"), ("int4", torch.float32, "int4")]
 
 
-def batch_inputs(batch: int, size: int) -> tuple[list[np.ndarray], list[str]]:
+def batch_inputs(batch: int, size: int, cameras: tuple[str, ...] = ("image",)) -> tuple[list, list[str]]:
+    """B observations (an image each, or {camera: image} for multi-camera models) and B instructions."""
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for _ in range(batch)]
+    frames = [{c: rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for c in cameras} for _ in range(batch)]
+    images = [f[cameras[0]] for f in frames] if len(cameras) == 1 else frames
     return images, [TEXTS[i % len(TEXTS)] for i in range(batch)]
 
 
@@ -100,12 +102,12 @@ def timed_call(vla: VLA, decoder: Decoder, images: list[np.ndarray], texts: list
 
 def measure(variants: list[tuple[dict, VLA, Decoder]], batch: int, size: int, repeats: int) -> list[dict]:
     """Round-robin `repeats` calls of every variant; one row per variant."""
-    images, texts = batch_inputs(batch, size)
+    inputs = [batch_inputs(batch, size, vla.config.cameras) for _, vla, _ in variants]
     times: list[list[tuple[float, float]]] = [[] for _ in variants]
-    for _, vla, decoder in variants:
+    for (_, vla, decoder), (images, texts) in zip(variants, inputs):
         timed_call(vla, decoder, images, texts)  # warm-up
     for _ in range(repeats):
-        for i, (_, vla, decoder) in enumerate(variants):
+        for i, ((_, vla, decoder), (images, texts)) in enumerate(zip(variants, inputs)):
             times[i].append(timed_call(vla, decoder, images, texts))
     rows = []
     for (labels, _, _), samples in zip(variants, times):
@@ -168,9 +170,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the VM's other core is busy)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda: float16-free bfloat16 compute everywhere")
     parser.add_argument("--agreement", type=int, default=36, help="simulator frames for the agreement study (0: skip)")
+    parser.add_argument("--cameras", action="store_true",
+                        help="instead: latency with 1, 2 and 3 camera images (+ proprio) -> results/inference_cameras.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
+    if args.cameras:
+        return camera_costs(args)
 
     def model(dtype: torch.dtype, quantize: str) -> VLA:
         vla = VLA.from_config("tiny", seed=0, image_size=args.image_size, norm_stats=STATS).eval()
@@ -246,6 +252,31 @@ def main() -> None:
         ratio = sizes[r["precision"]].get("quantized_vs_bf16_linears")
         print(f"| {r['precision']} | {r['batch']} | {r['ms_p50']} | {r['ms_p99']} | {r['actions_per_s']} | "
               f"{r['weight_mb']} | {r['weight_mb_rest_bf16']} | {f'{ratio}x' if ratio else '–'} |")
+    print(f"\nwrote {path}")
+
+
+CAMERA_SETS = (("image",), ("image", "wrist_image"), ("image", "wrist_image", "side_image"))
+
+
+def camera_costs(args: argparse.Namespace) -> None:
+    """Issue #10's cost: the tiny preset reading 1, 2 and 3 cameras (fast decoder); every camera adds its patches
+    to the LLM's sequence and one pass of the vision backbone."""
+    variants = []
+    for cameras in CAMERA_SETS:
+        vla = VLA.from_config("tiny", seed=0, image_size=args.image_size, cameras=cameras, norm_stats=STATS).eval().to(args.device)
+        variants.append(({"cameras": len(cameras), "prefix_tokens": vla.num_prefix_tokens}, vla, FAST))
+    rows = []
+    for batch in args.batches:
+        rows += measure(variants, batch, args.image_size, args.repeats)
+    one = {r["batch"]: r["ms_p50"] for r in rows if r["cameras"] == 1}
+    for r in rows:
+        r["vs_one_camera"] = round(r["ms_p50"] / one[r["batch"]], 2)
+    path = write_result("inference_cameras", {"preset": "tiny", "image_size": args.image_size, "device": args.device,
+                                              "torch_threads": args.threads, "rows": rows})
+    print("| cameras | LLM prefix tokens | batch | ms / call p50 | p99 | actions / s | vs 1 camera |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['cameras']} | {r['prefix_tokens']} | {r['batch']} | {r['ms_p50']} | {r['ms_p99']} | {r['actions_per_s']} | "
+              f"{r['vs_one_camera']}x |")
     print(f"\nwrote {path}")
 
 
