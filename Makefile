@@ -29,9 +29,9 @@ bench: install
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Reproduces the shipped default model: demonstrations -> training (resumable) -> evaluation.
-DEMOS := runs/data/workcell_train_128w
+DEMOS := runs/data/workcell_train_128
 default-model: install
-	test -d $(DEMOS) || $(VENV)/bin/clearvla sim record --suite train --episodes 1000 --out $(DEMOS) --image-size 128 --seed 0
+	test -d $(DEMOS) || $(VENV)/bin/clearvla sim record --suite train --episodes 1000 --out $(DEMOS) --image-size 128 --no-wrist --seed 0
 	$(VENV)/bin/clearvla train --config configs/default_model.yaml --resume
 	$(PY) scripts/ship_default_model.py runs/default_model
 

@@ -50,7 +50,7 @@ The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fuse
 {config.get('image_size')}² images) trained from scratch on the clearvla workcell simulator.
 
 - **Data**: {', '.join(config['datasets'])} — scripted-expert demonstrations of the `train` suite
-  (`clearvla sim record --suite train --episodes 1000 --image-size 128 --seed 0`).
+  (`clearvla sim record --suite train --episodes 1000 --image-size 128 --no-wrist --seed 0`).
 - **Inputs**: cameras {', '.join(config.get('cameras') or ['image'])}; robot state (proprio) {'yes' if config.get('proprio') else 'no'}.
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}
   ({config['schedule']}, {config['warmup_steps']} warmup), seed {config['seed']}; about {seconds / 60:.0f} min on a
