@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from clearvla.errors import ConfigError
+from clearvla.infer.policy import STATE_KEY
 from clearvla.models.tokenizer import prompt_ids
 from clearvla.models.vla import VLA
-
-STATE_KEY = "proprio"
 
 
 @torch.inference_mode()
