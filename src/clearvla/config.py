@@ -48,6 +48,10 @@ class VLAConfig:
     # Inputs beyond OpenVLA's single image (issue 10); the defaults are OpenVLA's, so its checkpoints are unchanged.
     cameras: tuple[str, ...] = ("image",)  # camera names, in the order their patch tokens enter the LLM
     proprio_dim: int = 0  # robot-state width; > 0 adds one proprio token after the image patches
+    # Output (issue 7): 0 = OpenVLA's autoregressive action tokens; K > 0 = OpenVLA-OFT parallel decoding of a
+    # K-step chunk of `action_dim`-wide actions through an L1 regression head (models/heads.py).
+    action_chunk: int = 0
+    action_dim: int = 7
 
     def __post_init__(self) -> None:
         if len(self.vision) != len(self.image_sizes) or len(self.vision) not in (1, 2):
@@ -59,6 +63,10 @@ class VLAConfig:
             raise ConfigError(f"cameras must be distinct non-empty names, got {self.cameras!r}")
         if not isinstance(self.proprio_dim, int) or self.proprio_dim < 0:
             raise ConfigError(f"proprio_dim must be an integer >= 0, got {self.proprio_dim!r}")
+        for name in ("action_chunk", "action_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "action_chunk" else 1):
+                raise ConfigError(f"{name} must be an integer >= {0 if name == 'action_chunk' else 1}, got {value!r}")
         if self.arch_specifier not in (FUSED_ARCH, PLAIN_ARCH, "fused-gelu-mlp", "gelu-mlp"):
             raise ConfigError(f"arch_specifier {self.arch_specifier!r} is not supported; use {FUSED_ARCH!r} or {PLAIN_ARCH!r}")
 
@@ -187,11 +195,16 @@ class TrainConfig:
     """Cameras the model reads, in this order (e.g. image wrist_image); empty: the checkpoint's, or just "image"."""
     proprio: bool = False
     """Feed the robot state (the datasets' proprio stream, normalised by its own statistics) as one token."""
+    action_chunk: int = 0
+    """K > 0: train OpenVLA-OFT parallel decoding (K-step action chunks, L1 head) instead of action tokens."""
     drop_outliers: bool = True
     """Cleaning: drop episodes with an action beyond outlier_k x IQR of the dataset (per dimension)."""
     outlier_k: float = 3.0
     num_workers: int = 2
     """DataLoader worker processes."""
+    shuffle_buffer: int = 64
+    """Decoded episodes each worker keeps and draws frames from: a batch mixes about this many scenes (OpenVLA
+    shuffles over 256k frames; a handful of episodes gives batches of near-duplicate frames)."""
     mode: str = "full"
     """full | lora | frozen-vision | last-layer | sandwich (OpenVLA's fine-tuning variants)."""
     lora_rank: int = 32

@@ -90,3 +90,30 @@ def test_grad_accumulation_matches_a_bigger_batch(tmp_path):
     _, acc = _fit(_run(tmp_path / "b", batch_size=4, grad_accum=2, max_steps=3, save_every=3, clip_grad_norm=0))
     # same 8 samples per step; mean of two half-batch losses == loss of the full batch up to float error
     np.testing.assert_allclose([h["loss"] for h in acc], [h["loss"] for h in big], rtol=2e-3)
+
+
+def _chunk_batches(model, start, batch_size, chunk):
+    """synthetic's task with [K, A] targets: the same action K times (prompt-only tokens, no labels)."""
+    from clearvla.data.batching import VLACollator
+
+    collator, i = VLACollator(model.tokenizer, model.processor), start
+    while True:
+        items = [synthetic.sample(i + k, model.processor.image_size) for k in range(batch_size)]
+        i += batch_size
+        batch = collator.prompts([text for _, text, _ in items])
+        batch["pixel_values"] = model.processor([image for image, _, _ in items])
+        batch["actions"] = torch.tensor(np.stack([np.tile(a, (chunk, 1)) for _, _, a in items]), dtype=torch.float32)
+        yield batch
+
+
+def test_chunk_models_train_with_the_same_loop(tmp_path):
+    cfg = _run(tmp_path, max_steps=40, save_every=40)
+    model = VLA.from_config("tiny", image_size=32, seed=0, norm_stats=NORM, action_chunk=3)
+    history = train(model, lambda start: _chunk_batches(model, start, cfg.batch_size, 3), cfg)
+    assert np.mean([h["loss"] for h in history[-5:]]) < 0.6 * np.mean([h["loss"] for h in history[:5]])
+    assert {"action_l1", "chunk_l1"} <= set(history[-1]) and "action_accuracy" not in history[-1]
+    image, text, action = synthetic.sample(1, 32)
+    chunk = model.eval().predict_action_chunk(image, text)
+    assert chunk.shape == (3, 7) and (np.sign(chunk[:, 0]) == np.sign(action[0])).all()
+    saved = VLA.from_pretrained(checkpoint_dirs(tmp_path / "run")[-1] / "model")
+    np.testing.assert_allclose(saved.predict_action_chunk(image, text), chunk, atol=1e-5)

@@ -1,55 +1,97 @@
-"""`clearvla eval`: success of any OpenVLA-format checkpoint on simulator suites, with intervals and videos."""
+"""`clearvla eval`: success of any OpenVLA-format checkpoint on simulator suites or LIBERO, with intervals and videos."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Callable
 
 from clearvla.commands.predict import add_inference_options
+from clearvla.errors import CheckpointError, ConfigError
+from clearvla.eval.libero import BENCHMARKS, TRIALS_PER_TASK, check_benchmark, episode_plan, evaluate_benchmark
+from clearvla.eval.report import EpisodeResult, summary_table, write_reports
+
+EPISODES = 50  # --episodes default (our suites)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("eval", help="closed-loop success on simulator suites (Wilson 95%% CIs, per task)")
+    p = subparsers.add_parser("eval", help="closed-loop success on simulator suites or LIBERO (Wilson 95%% CIs, per task)")
     p.add_argument("--checkpoint", required=True, type=Path, help="OpenVLA-format checkpoint directory")
-    p.add_argument("--suite", nargs="+", default=["train"], help="one or more suites: train visual motion physical semantic ambiguous")
-    p.add_argument("--episodes", type=int, default=50, help="episodes per suite (the first N of its fixed list)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--suite", nargs="+", default=None,
+                       help="one or more of our suites: train visual motion physical semantic ambiguous (default: train)")
+    where.add_argument("--benchmark", default=None,
+                       help=f"a LIBERO suite, OpenVLA's protocol (needs `make libero-env`): {' | '.join(BENCHMARKS)}")
+    p.add_argument("--episodes", type=int, default=None, help=f"--suite: episodes per suite, the first N of its fixed list (default {EPISODES})")
+    p.add_argument("--trials-per-task", type=int, default=None,
+                   help=f"--benchmark: trials per task, the first N fixed initial states (default {TRIALS_PER_TASK})")
+    p.add_argument("--tasks", type=int, nargs="+", default=None, metavar="ID", help="--benchmark: only these task ids (quick runs)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="--benchmark: override the suite's step limit (quick checks; results are then not comparable)")
     p.add_argument("--workers", type=int, default=2, help="parallel worker processes")
     p.add_argument("--out", type=Path, default=None, help="report directory (default runs/eval/<checkpoint name>)")
     p.add_argument("--videos", choices=("failures", "all", "none"), default="failures", help="which episodes get an MP4")
-    p.add_argument("--unnorm-key", default=None)
+    p.add_argument("--unnorm-key", default=None, help="dataset key of norm_stats (--benchmark default: the suite name)")
     p.add_argument("--center-crop", action="store_true", help="centre crop of area 0.9 (models trained with crop augmentation)")
-    p.add_argument("--image-size", type=int, default=None, help="camera size (default: the checkpoint's input size)")
+    p.add_argument("--image-size", type=int, default=None, help="--suite: camera size (default: the checkpoint's input size)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--execute", type=int, default=None,
+                   help="chunk models: actions of each predicted chunk run open loop before the next forward (default: all)")
     add_inference_options(p)
     p.set_defaults(func=run)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Options that belong to the other mode (--suite vs --benchmark) are errors, not silently ignored."""
+    if args.benchmark is None:
+        given = {"--trials-per-task": args.trials_per_task, "--tasks": args.tasks, "--max-steps": args.max_steps}
+        mode = "--benchmark"
+    else:
+        check_benchmark(args.benchmark)
+        given = {"--episodes": args.episodes, "--image-size": args.image_size}
+        mode = "--suite (LIBERO renders at 256 px and runs --trials-per-task per task)"
+    misplaced = [flag for flag, value in given.items() if value is not None]
+    if misplaced:
+        raise ConfigError(f"{', '.join(misplaced)} apply to {mode} only")
+
+
+def _ticker(bar: Any) -> Callable[[EpisodeResult], None]:
+    """Per-episode progress for a tqdm bar: one tick and the running success count."""
+    wins = 0
+
+    def tick(result: EpisodeResult) -> None:
+        nonlocal wins
+        wins += result.success
+        bar.update(1)
+        bar.set_postfix(success=f"{wins}/{bar.n}")
+
+    return tick
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from clearvla.errors import CheckpointError
-    from clearvla.eval.report import summary_table, write_reports
-    from clearvla.eval.rollout import evaluate_suite
-
+    check_options(args)
     if not (args.checkpoint / "config.json").is_file():
         raise CheckpointError(f"{args.checkpoint} is not a checkpoint directory (no config.json)")
     out = args.out or Path("runs/eval") / args.checkpoint.resolve().name
+    common = dict(workers=args.workers, unnorm_key=args.unnorm_key, center_crop=args.center_crop, out_dir=out,
+                  videos=args.videos, dtype=args.dtype, quantize=args.quantize,
+                  action_tokens_only=args.action_tokens_only, execute=args.execute)
     reports = []
-    for suite in args.suite:
-        with tqdm(total=args.episodes, desc=f"eval {suite}", unit="ep") as bar:
-            wins = 0
+    if args.benchmark is not None:
+        trials = TRIALS_PER_TASK if args.trials_per_task is None else args.trials_per_task
+        with tqdm(total=len(episode_plan(args.benchmark, args.tasks, trials)), desc=f"eval {args.benchmark}", unit="ep") as bar:
+            reports.append(evaluate_benchmark(args.checkpoint, args.benchmark, trials_per_task=trials, tasks=args.tasks,
+                                              max_steps=args.max_steps, on_episode=_ticker(bar), **common))
+    else:
+        from clearvla.eval.rollout import evaluate_suite
 
-            def tick(result) -> None:
-                nonlocal wins
-                wins += result.success
-                bar.update(1)
-                bar.set_postfix(success=f"{wins}/{bar.n}")
-
-            reports.append(evaluate_suite(
-                args.checkpoint, suite, args.episodes, workers=args.workers, image_size=args.image_size,
-                unnorm_key=args.unnorm_key, center_crop=args.center_crop, out_dir=out, videos=args.videos,
-                dtype=args.dtype, quantize=args.quantize, action_tokens_only=args.action_tokens_only, on_episode=tick,
-            ))
+        episodes = EPISODES if args.episodes is None else args.episodes
+        for suite in args.suite or ["train"]:
+            with tqdm(total=episodes, desc=f"eval {suite}", unit="ep") as bar:
+                reports.append(evaluate_suite(args.checkpoint, suite, episodes, image_size=args.image_size,
+                                              on_episode=_ticker(bar), **common))
     json_path, md_path = write_reports(reports, out)
     print(summary_table(reports))
     print(f"\nreports: {json_path}, {md_path}" + (f"; failure videos in {out / 'videos'}" if args.videos != "none" else ""))

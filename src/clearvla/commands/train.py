@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         return make_dataloader(mixture, vla.tokenizer, vla.processor, split=split, batch_size=cfg.batch_size,
                                num_workers=cfg.num_workers if split == "train" else 0, seed=seed,
                                augment=cfg.augment, action_vocab_size=vla.config.base_vocab_size,
-                               cameras=vla.config.cameras, proprio=vla.config.proprio_dim > 0)
+                               cameras=vla.config.cameras, proprio=vla.config.proprio_dim > 0,
+                               action_chunk=vla.config.action_chunk, buffer_episodes=cfg.shuffle_buffer)
 
     # Each rank draws its own stream; a resumed run replays the stream up to where it stopped (data only).
     train_loader = loader("train", cfg.seed * 1000 + dist.rank)

@@ -3,6 +3,8 @@
 One training sequence is `prompt_ids(tokenizer, instruction) + action_token_ids + [eos_id]`; the labels are -100
 everywhere except the last action_dim + 1 positions (the action tokens and `</s>`), so the loss is on the action
 only. Batches are right-padded with `tokenizer.pad_token_id` (labels with -100) and carry an attention mask.
+For chunk models (samples holding [K, A] action chunks) the sequence is the prompt alone, and `actions` [B, K, A]
+are the regression targets.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Sample(NamedTuple):
 
     images: np.ndarray  # [C, S, S, 3] uint8 RGB, the model's cameras in order ([S, S, 3] for one camera)
     instruction: str
-    action: np.ndarray  # [A] float, normalised with the dataset's NormStats
+    action: np.ndarray  # [A] float, normalised with the dataset's NormStats ([K, A]: the chunk from this frame on)
     dataset_name: str
     proprio: np.ndarray | None = None  # [P] float, normalised with the dataset's proprio NormStats
 
@@ -136,6 +138,11 @@ class VLACollator:
             labels.append([IGNORE_INDEX] * len(prompt) + ids + [eos])
         return pad_batch(sequences, labels, self.tokenizer.pad_token_id)
 
+    def prompts(self, instructions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Instructions [B] -> padded prompt input_ids / attention_mask and all -100 labels (chunk models)."""
+        sequences = [self.prompt(instruction) for instruction in instructions]
+        return pad_batch(sequences, [[IGNORE_INDEX] * len(s) for s in sequences], self.tokenizer.pad_token_id)
+
     def augment_frames(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """B images [S, S, 3] uint8 -> uint8 [B, 3, S, S]: augmented when configured, then truncated back to uint8
         as OpenVLA's pipeline does (`tf.cast(image * 255, tf.uint8)`) before its processor sees the images."""
@@ -178,7 +185,8 @@ class VLACollator:
             raise ConfigError(f"samples of one batch must have the same number of cameras, got {sorted(cameras)}")
         frames = self.augment_frames([frame for sample in images for frame in sample])
         batch = {"frames": frames.view(len(samples), cameras.pop(), *frames.shape[1:])}
-        batch.update(self.tokens([s.instruction for s in samples], actions))
+        instructions = [s.instruction for s in samples]
+        batch.update(self.prompts(instructions) if actions.ndim == 3 else self.tokens(instructions, actions))
         batch["actions"] = torch.from_numpy(actions)
         batch["dataset_name"] = [s.dataset_name for s in samples]
         if samples[0].proprio is not None:

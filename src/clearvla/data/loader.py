@@ -39,9 +39,15 @@ class _Loaded:
     order: np.ndarray
     cursor: int = 0
 
-    def sample(self, t: int, dataset_name: str) -> Sample:
+    def sample(self, t: int, dataset_name: str, chunk: int = 0) -> Sample:
+        """Frame `t`; with `chunk` K > 0 its action is the chunk [K, A] from t on, the last action repeated past
+        the episode's end (OpenVLA-OFT's padding)."""
         proprio = None if self.proprio is None else self.proprio[t]
-        return Sample(self.frames[t], self.instruction, self.actions[t], dataset_name, proprio)
+        if chunk:
+            action = self.actions[np.minimum(np.arange(t, t + chunk), len(self.actions) - 1)]
+        else:
+            action = self.actions[t]
+        return Sample(self.frames[t], self.instruction, action, dataset_name, proprio)
 
     @property
     def remaining(self) -> int:
@@ -108,6 +114,7 @@ class VLABatches(IterableDataset):
         seed: int = 0,
         cameras: tuple[str, ...] = ("image",),
         proprio: bool = False,
+        action_chunk: int = 0,
         buffer_episodes: int = 4,
         on_error: str = "fail",
     ) -> None:
@@ -119,6 +126,9 @@ class VLABatches(IterableDataset):
         if not cameras:
             raise ConfigError("need at least one camera")
         self.batch_size, self.seed, self.cameras, self.proprio = batch_size, seed, tuple(cameras), proprio
+        if action_chunk < 0:
+            raise ConfigError(f"action_chunk must be >= 0, got {action_chunk}")
+        self.action_chunk = action_chunk
         self.buffer_episodes, self.on_error = buffer_episodes, check_on_error(on_error)
 
     def _readers(self, skips: SkipLog) -> list[_EpisodeReader]:
@@ -179,7 +189,7 @@ class VLABatches(IterableDataset):
                     draw -= episode.remaining
                 t = episode.order[episode.cursor]
                 episode.cursor += 1
-                samples.append(episode.sample(t, members[d].name))
+                samples.append(episode.sample(t, members[d].name, self.action_chunk))
                 if episode.remaining == 0:
                     buffer.remove(episode)
             yield self.collator.prepare(samples)
@@ -192,7 +202,7 @@ class VLABatches(IterableDataset):
                 if loaded is None:
                     continue
                 for t in range(len(loaded.frames)):
-                    samples.append(loaded.sample(t, member.name))
+                    samples.append(loaded.sample(t, member.name, self.action_chunk))
                     if len(samples) == self.batch_size:
                         yield self.collator.prepare(samples)
                         samples = []
@@ -230,13 +240,15 @@ def make_dataloader(
     augment: AugmentConfig | bool = True,
     cameras: tuple[str, ...] = ("image",),
     proprio: bool = False,
+    action_chunk: int = 0,
     buffer_episodes: int = 4,
     on_error: str = "fail",
     prefetch_factor: int = 2,
     action_vocab_size: int | None = None,
 ) -> DataLoader:
     """DataLoader of model-ready batches {pixel_values, input_ids, attention_mask, labels, actions, dataset_name,
-    proprio (with proprio=True)}. `cameras` are the model's, in its order (`VLAConfig.cameras`).
+    proprio (with proprio=True)}. `cameras` are the model's, in its order (`VLAConfig.cameras`). With `action_chunk`
+    K > 0 (chunk models) `actions` is [B, K, A] and the tokens are the prompt alone.
 
     `augment=True` uses OpenVLA's augmentation on "train" (never on "val"). Training batches never end; stop
     after the steps you need. `seed` fixes sampling and augmentation for a given num_workers.
@@ -245,7 +257,7 @@ def make_dataloader(
     collator = VLACollator(tokenizer, processor, augment=config, action_vocab_size=action_vocab_size, seed=seed)
     dataset = VLABatches(
         mixture, collator, split=split, batch_size=batch_size, seed=seed, cameras=cameras, proprio=proprio,
-        buffer_episodes=buffer_episodes, on_error=on_error,
+        action_chunk=action_chunk, buffer_episodes=buffer_episodes, on_error=on_error,
     )
     return VLADataLoader(
         dataset,

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ class EvalJob:
     dtype: str = "float32"
     quantize: str = "none"  # none | int8 | int4 (bitsandbytes)
     action_tokens_only: bool = False
+    execute: int | None = None  # chunk models: actions run open loop per forward (None: the whole chunk)
 
 
 def overlay(frame: np.ndarray, instruction: str, action: np.ndarray | None) -> np.ndarray:
@@ -65,7 +66,7 @@ def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = Non
 
     torch.set_num_threads(1)  # one core per worker process
     vla = VLA.from_pretrained(job.checkpoint, dtype=getattr(torch, job.dtype), quantize=job.quantize)
-    policy = VLAPolicy(vla, job.unnorm_key, job.center_crop, action_tokens_only=job.action_tokens_only)
+    policy = VLAPolicy(vla, job.unnorm_key, job.center_crop, action_tokens_only=job.action_tokens_only, execute=job.execute)
     env = WorkcellEnv(job.suite, image_size=job.image_size, wrist_camera="wrist_image" in policy.vla.config.cameras)
     results = []
     try:
@@ -94,12 +95,52 @@ def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = Non
     return results
 
 
-def _worker(job: EvalJob, queue: "mp.Queue") -> None:
+Runner = Callable[[Any, Callable[[EpisodeResult], None] | None], list[EpisodeResult]]
+
+
+def _worker(run: Runner, job: Any, queue: "mp.Queue") -> None:
     try:
-        run_job(job, progress=queue.put)
+        run(job, queue.put)
         queue.put(None)
     except BaseException as e:  # report, don't hang the parent
         queue.put(RuntimeError(f"eval worker failed on {job.suite}: {type(e).__name__}: {e}"))
+
+
+def run_workers(run: Runner, jobs: Sequence[Any], on_episode: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+    """`run(job, progress)` for every job: in this process when there is one job, else one spawned process per
+    job. `run` must be a module-level function (it is pickled) and each job must have a `suite` (for errors).
+    Results come back in completion order; a worker that raises or dies stops them all."""
+    if len(jobs) == 1:
+        return run(jobs[0], on_episode)
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    procs = [context.Process(target=_worker, args=(run, job, queue), daemon=True) for job in jobs]
+    for p in procs:
+        p.start()
+    results: list[EpisodeResult] = []
+    finished = 0
+    while finished < len(procs):
+        try:
+            item = queue.get(timeout=10)
+        except Empty:  # a worker killed outright (segfault, OOM) sends nothing: notice it
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                item = RuntimeError(f"eval worker exited with code {dead[0].exitcode}")
+            else:
+                continue
+        if item is None:
+            finished += 1
+        elif isinstance(item, Exception):
+            for p in procs:
+                p.terminate()
+            raise item
+        else:
+            results.append(item)
+            if on_episode is not None:
+                on_episode(item)
+    for p in procs:
+        p.join()
+    return results
 
 
 def evaluate_suite(
@@ -116,11 +157,13 @@ def evaluate_suite(
     dtype: str = "float32",
     quantize: str = "none",
     action_tokens_only: bool = False,
+    execute: int | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
 ) -> SuiteReport:
     """Success of a checkpoint on the first `episodes` episodes of `suite` (a fixed list), with `workers`
     processes. `image_size` defaults to the checkpoint's input size. Failure videos go to out_dir/videos.
-    `quantize` (none | int8 | int4) and `action_tokens_only` are applied in every worker (see infer/quantize.py)."""
+    `quantize` (none | int8 | int4) and `action_tokens_only` are applied in every worker (see infer/quantize.py);
+    `execute`: actions of each chunk run open loop (chunk models; None = the whole chunk)."""
     from clearvla.errors import ConfigError
     from clearvla.models.checkpoint import PROCESSOR_FILE
     from clearvla.models.processor import ImageProcessor
@@ -146,38 +189,9 @@ def evaluate_suite(
     indices = list(range(episodes))
     workers = max(1, min(workers, episodes))
     jobs = [EvalJob(str(checkpoint), suite, tuple(indices[w::workers]), image_size, unnorm_key, center_crop,
-                    video_dir, videos, dtype, quantize, action_tokens_only) for w in range(workers)]
+                    video_dir, videos, dtype, quantize, action_tokens_only, execute) for w in range(workers)]
     start = time.perf_counter()
     report = SuiteReport(str(checkpoint), suite)
-    if workers == 1:
-        report.episodes = run_job(jobs[0], progress=on_episode)
-    else:
-        context = mp.get_context("spawn")
-        queue = context.Queue()
-        procs = [context.Process(target=_worker, args=(job, queue), daemon=True) for job in jobs]
-        for p in procs:
-            p.start()
-        finished = 0
-        while finished < len(procs):
-            try:
-                item = queue.get(timeout=10)
-            except Empty:  # a worker killed outright (segfault, OOM) sends nothing: notice it
-                dead = [p for p in procs if p.exitcode not in (None, 0)]
-                if dead:
-                    item = RuntimeError(f"eval worker exited with code {dead[0].exitcode}")
-                else:
-                    continue
-            if item is None:
-                finished += 1
-            elif isinstance(item, Exception):
-                for p in procs:
-                    p.terminate()
-                raise item
-            else:
-                report.episodes.append(item)
-                if on_episode is not None:
-                    on_episode(item)
-        for p in procs:
-            p.join()
+    report.episodes = run_workers(run_job, jobs, on_episode)
     report.seconds = time.perf_counter() - start
     return report

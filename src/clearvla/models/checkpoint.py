@@ -81,6 +81,8 @@ def config_to_json(config: VLAConfig, norm_stats: dict[str, Any], dtype: torch.d
             "tokenizer": config.tokenizer,
             "cameras": list(config.cameras),
             "proprio_dim": config.proprio_dim,
+            "action_chunk": config.action_chunk,
+            "action_dim": config.action_dim,
         },
     }
 
@@ -124,6 +126,8 @@ def config_from_json(raw: dict[str, Any], where: str) -> tuple[VLAConfig, dict[s
             tokenizer=extra.get("tokenizer", "llama2"),
             cameras=tuple(extra.get("cameras", ("image",))),
             proprio_dim=int(extra.get("proprio_dim", 0)),
+            action_chunk=int(extra.get("action_chunk", 0)),
+            action_dim=int(extra.get("action_dim", 7)),
         )
     except ConfigError as e:
         raise CheckpointError(f"{where}: {e}") from None

@@ -7,6 +7,9 @@ Beyond OpenVLA (config `cameras`, `proprio_dim`): several cameras, each image's 
 embedding (`camera_embedding`), in the config's camera order; and the robot state through a 2-layer MLP
 (`proprio_projector`, OpenVLA-OFT's name) as one token after the patches. The LLM sequence is
 `[BOS, patches(camera 0), ..., patches(camera n-1), proprio?, prompt[1:], actions]`.
+
+With config `action_chunk` K > 0 (OpenVLA-OFT parallel decoding), `actions` are K x A empty slots that attend to
+each other bidirectionally, and `action_head` (models/heads.py) reads them as a chunk of K actions in one forward.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from clearvla.actions.tokenizer import ActionTokenizer
 from clearvla.config import VLAConfig, get_config
 from clearvla.errors import CheckpointError, InputError
 from clearvla.models.decoding import greedy_decode
+from clearvla.models.heads import ChunkOutput, L1ActionHead, slot_attention
 from clearvla.models.processor import ImageLike, ImageProcessor
 from clearvla.models.projector import ProprioProjector, Projector
 from clearvla.models.tokenizer import base_vocab_size, build_tiny_tokenizer, prompt_ids
@@ -61,6 +65,7 @@ class VLA(nn.Module):
         if self.camera_embedding is not None:
             nn.init.normal_(self.camera_embedding.weight, std=0.02)
         self.proprio_projector = ProprioProjector(config.proprio_dim, dim) if config.proprio_dim else None
+        self.action_head = L1ActionHead(dim, config.action_dim, config.action_chunk) if config.action_chunk else None
         self.processor = processor or ImageProcessor(
             config.image_sizes[0], tuple(v.mean for v in config.vision), tuple(v.std for v in config.vision),
             config.image_resize_strategy,
@@ -184,19 +189,45 @@ class VLA(nn.Module):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         proprio: torch.Tensor | None = None,
-    ) -> CausalLMOutputWithPast:
+        actions: torch.Tensor | None = None,
+    ) -> CausalLMOutputWithPast | ChunkOutput:
         """pixel_values [B, n_cameras*3*n_backbones, S, S], input_ids / attention_mask / labels [B, L], proprio [B, P]
         (models with proprio_dim > 0) -> logits [B, L + N, V] (N = num_prefix_tokens) and, with labels, the mean
-        next-token cross-entropy over labels != -100 (the prefix is never supervised)."""
+        next-token cross-entropy over labels != -100 (the prefix is never supervised).
+
+        Chunk models (action_chunk K > 0) take the prompt alone as input_ids and return a ChunkOutput: normalised
+        actions [B, K, A] and, given target `actions` [B, K, A] (normalised), their mean L1 loss; labels are unused.
+        """
         embeddings = self.embed(pixel_values, input_ids, proprio)
         b, n = input_ids.shape[0], self.num_prefix_tokens
         if attention_mask is not None:
             ones = attention_mask.new_ones(b, n)
             attention_mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+        if self.action_head is not None:
+            return self._forward_chunk(embeddings, attention_mask, actions)
         if labels is not None:
             ignored = labels.new_full((b, n), IGNORE_INDEX)
             labels = torch.cat([labels[:, :1], ignored, labels[:, 1:]], dim=1)
         return self.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, labels=labels)
+
+    def _forward_chunk(
+        self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, targets: torch.Tensor | None
+    ) -> ChunkOutput:
+        head = self.action_head
+        assert head is not None
+        b, t, d = embeddings.shape
+        n_slots = head.chunk * head.action_dim
+        valid = attention_mask if attention_mask is not None else embeddings.new_ones(b, t, dtype=torch.long)
+        mask, positions = slot_attention(valid, n_slots)
+        sequence = torch.cat([embeddings, embeddings.new_zeros(b, n_slots, d)], dim=1)
+        hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=mask, position_ids=positions)
+        predicted = head(hidden.last_hidden_state[:, t:])
+        loss = None
+        if targets is not None:
+            if targets.shape != predicted.shape:
+                raise InputError(f"actions must be [B, {head.chunk}, {head.action_dim}] (the chunk), got {tuple(targets.shape)}")
+            loss = nn.functional.l1_loss(predicted.float(), targets.float())
+        return ChunkOutput(loss, predicted)
 
     # --- inference ----------------------------------------------------------------------------------
     def action_dim(self, unnorm_key: str | None = None) -> int:
@@ -296,12 +327,52 @@ class VLA(nn.Module):
     ) -> np.ndarray:
         """Observation(s) (an image uint8 HxWx3, or {camera: image}) + instruction(s) [+ robot state] -> action [A]
         (or [B, A] for lists) float64, un-normalised with `norm_stats[unnorm_key]` (None only when there is exactly
-        one key). `decode`, `action_tokens_only`: see `predict_action_tokens`."""
+        one key). `decode`, `action_tokens_only`: see `predict_action_tokens`. Chunk models return the chunk's first
+        action (`predict_action_chunk` gives all K)."""
+        if self.action_head is not None:
+            chunk = self.predict_action_chunk(images, instruction, unnorm_key, center_crop, proprio)
+            return chunk[..., 0, :]
         select_stats(self.norm_stats, unnorm_key)  # fail on a bad key before spending compute
         tokens = self.predict_action_tokens(
             images, instruction, unnorm_key, center_crop, proprio, decode=decode, action_tokens_only=action_tokens_only
         )
         return self.decode_actions(tokens, unnorm_key)
+
+    @torch.inference_mode()
+    def predict_action_chunk(
+        self,
+        images: Observation | Sequence[Observation],
+        instruction: str | Sequence[str],
+        unnorm_key: str | None = None,
+        center_crop: bool = False,
+        proprio: np.ndarray | Sequence[float] | None = None,
+    ) -> np.ndarray:
+        """The next actions to execute: [K, A] float64 for one observation ([B, K, A] for lists), un-normalised.
+        Chunk models predict K = action_chunk steps in one forward pass; autoregressive models give K = 1."""
+        if self.action_head is None:
+            actions = self.predict_action(images, instruction, unnorm_key, center_crop, proprio)
+            return actions[..., None, :]
+        stats = action_stats(self.norm_stats, unnorm_key)
+        if stats.dim != self.config.action_dim:
+            raise InputError(f"norm_stats[{unnorm_key!r}] has {stats.dim}-D actions but the chunk head writes {self.config.action_dim}")
+        if self.tokenizer is None:
+            raise InputError("this model has no tokenizer (build the tiny preset or load a checkpoint)")
+        single = isinstance(instruction, str)
+        instructions = [instruction] if single else list(instruction)
+        pixel_values, state = self.observation_inputs(images, proprio, unnorm_key, center_crop)
+        if len(pixel_values) != len(instructions):
+            raise InputError(f"got {len(pixel_values)} observations but {len(instructions)} instructions")
+        prompts = [prompt_ids(self.tokenizer, text) for text in instructions]
+        length = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), length), self.config.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for i, ids in enumerate(prompts):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention_mask[i, : len(ids)] = 1
+        out = self(pixel_values, input_ids.to(self.device), attention_mask.to(self.device), proprio=state)
+        normalised = out.actions.float().clamp(-1.0, 1.0).cpu().numpy()
+        actions = stats.unnormalize(normalised)
+        return actions[0] if single else actions
 
 
 def _is_single_image(images: Any) -> bool:

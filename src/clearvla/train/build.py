@@ -23,6 +23,14 @@ def proprio_width(norm_stats: dict[str, Any]) -> int:
     return next(iter(widths.values()))
 
 
+def action_width(norm_stats: dict[str, Any]) -> int:
+    """The action width every dataset of the run shares (a chunk head has one output width)."""
+    widths = {name: len(block["action"]["q01"]) for name, block in norm_stats.items()}
+    if len(set(widths.values())) != 1:
+        raise ConfigError(f"an action-chunk head needs every dataset to have one action width, got {widths}")
+    return next(iter(widths.values()))
+
+
 def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torch.device = "cpu") -> VLA:
     """fp32 master weights on `device`; norm_stats of the training data replace any the checkpoint had."""
     inputs: dict[str, Any] = {}
@@ -30,6 +38,9 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
         inputs["cameras"] = tuple(cfg.cameras)
     if cfg.proprio:
         inputs["proprio_dim"] = proprio_width(norm_stats)
+    if cfg.action_chunk:
+        inputs["action_chunk"] = cfg.action_chunk
+        inputs["action_dim"] = action_width(norm_stats)
     if Path(cfg.init).is_dir():
         model = VLA.from_pretrained(cfg.init, dtype=torch.float32)
         model = with_inputs(model, replace(model.config, **inputs), cfg.seed)
@@ -41,8 +52,9 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
 
 
 def with_inputs(model: VLA, config: VLAConfig, seed: int) -> VLA:
-    """`model` with new cameras / proprio input: the same weights, fresh (seeded) camera embeddings and proprio MLP
-    (OpenVLA-OFT's way of adding a wrist camera and the robot state to a single-image checkpoint)."""
+    """`model` with new cameras / proprio input / chunk head: the same weights, fresh (seeded) camera embeddings,
+    proprio MLP and action head (OpenVLA-OFT's way of adding a wrist camera, the robot state and parallel decoding
+    to a single-image checkpoint)."""
     if config == model.config:
         return model
     with torch.random.fork_rng(devices=[]):
@@ -51,6 +63,7 @@ def with_inputs(model: VLA, config: VLAConfig, seed: int) -> VLA:
     missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
     fresh = [k for k in missing if k.split(".")[0] not in INPUT_MODULE_NAMES]
     if fresh or unexpected:
-        raise ConfigError(f"cannot move the checkpoint to inputs {config.cameras} / proprio {config.proprio_dim}: "
+        raise ConfigError(f"cannot move the checkpoint to inputs {config.cameras} / proprio {config.proprio_dim} / "
+                          f"chunk {config.action_chunk}: "
                           f"missing {fresh[:3]}, unexpected {unexpected[:3]}")
     return new

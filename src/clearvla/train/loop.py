@@ -16,12 +16,13 @@ from torch import nn
 from clearvla.config import TrainConfig
 from clearvla.models.vla import VLA
 from clearvla.train.checkpointing import checkpoint_dirs, gather_state, load_checkpoint, save_checkpoint
-from clearvla.train.metrics import action_metrics
+from clearvla.train.metrics import step_metrics
 from clearvla.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
 MODEL_KEYS = ("pixel_values", "input_ids", "attention_mask", "labels", "proprio")  # proprio: models with a state input
+CHUNK_KEYS = ("pixel_values", "input_ids", "attention_mask", "proprio", "actions")  # chunk models regress actions
 StepCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -42,8 +43,9 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def _to(batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: batch[k].to(device, non_blocking=True) for k in MODEL_KEYS if k in batch}
+def _to(batch: dict[str, Any], vla: VLA) -> dict[str, torch.Tensor]:
+    keys = CHUNK_KEYS if vla.config.action_chunk else MODEL_KEYS
+    return {k: batch[k].to(vla.device, non_blocking=True) for k in keys if k in batch}
 
 
 def evaluate(model: nn.Module, vla: VLA, batches: Iterable[dict], cfg: TrainConfig, device: torch.device) -> dict[str, float]:
@@ -53,9 +55,9 @@ def evaluate(model: nn.Module, vla: VLA, batches: Iterable[dict], cfg: TrainConf
     n = 0
     with torch.no_grad(), autocast_for(cfg, device):
         for batch in batches:
-            inputs = _to(batch, device)
+            inputs = _to(batch, vla)
             out = model(**inputs)
-            for k, v in {"loss": out.loss.item(), **action_metrics(out.logits, inputs["labels"], vla.action_tokenizer)}.items():
+            for k, v in {"loss": out.loss.item(), **step_metrics(out, inputs, vla.action_tokenizer)}.items():
                 totals[k] = totals.get(k, 0.0) + v
             n += 1
             if n >= cfg.eval_batches:
@@ -113,14 +115,14 @@ def train(
         # Metrics cost a device sync and an argmax over all logits: only for steps that are logged.
         logged = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps
         for micro in range(cfg.grad_accum):
-            inputs = _to(next(batches), device)
+            inputs = _to(next(batches), vla)
             sync = micro == cfg.grad_accum - 1 or not hasattr(model, "no_sync")
             with (nullcontext() if sync else model.no_sync()), autocast_for(cfg, device):
                 out = model(**inputs)
                 (out.loss / cfg.grad_accum).backward()
             if logged:
                 metrics["loss"] = metrics.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
-                for k, v in action_metrics(out.logits, inputs["labels"], vla.action_tokenizer).items():
+                for k, v in step_metrics(out, inputs, vla.action_tokenizer).items():
                     metrics[k] = metrics.get(k, 0.0) + v / cfg.grad_accum
             window_samples += len(inputs["input_ids"]) * dist.world_size
         if cfg.clip_grad_norm > 0:

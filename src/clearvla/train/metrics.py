@@ -1,10 +1,11 @@
-"""Training metrics over action tokens: token accuracy and the L1 error of decoded (normalised) actions."""
+"""Training metrics: token accuracy and the L1 error of decoded (normalised) actions; L1 of predicted chunks."""
 
 from __future__ import annotations
 
 import torch
 
 from clearvla.actions.tokenizer import ActionTokenizer
+from clearvla.models.heads import ChunkOutput
 
 
 @torch.no_grad()
@@ -26,3 +27,18 @@ def action_metrics(logits: torch.Tensor, labels: torch.Tensor, action_tokenizer:
     p, t = preds[mask].cpu().numpy(), targets[mask].cpu().numpy()
     l1 = abs(action_tokenizer.decode(p) - action_tokenizer.decode(t)).mean()
     return {"action_accuracy": float((p == t).mean()), "action_l1": float(l1)}
+
+
+@torch.no_grad()
+def chunk_metrics(predicted: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Predicted and target chunks [B, K, A] (normalised) -> `action_l1` (the chunk's first action, comparable with
+    the token models' figure) and `chunk_l1` (every step of the chunk)."""
+    error = (predicted.float() - targets.float()).abs()
+    return {"action_l1": float(error[:, 0].mean()), "chunk_l1": float(error.mean())}
+
+
+def step_metrics(out, inputs: dict[str, torch.Tensor], action_tokenizer: ActionTokenizer) -> dict[str, float]:
+    """The metrics of one forward: chunk metrics for chunk models, token metrics otherwise."""
+    if isinstance(out, ChunkOutput):
+        return chunk_metrics(out.actions, inputs["actions"])
+    return action_metrics(out.logits, inputs["labels"], action_tokenizer)

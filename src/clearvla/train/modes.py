@@ -46,9 +46,9 @@ def lora_target_modules(model: VLA) -> list[str]:
     ]
 
 
-# Inputs OpenVLA checkpoints lack (camera embeddings, the proprio MLP): freshly initialised when fine-tuning,
-# so every mode trains them fully, and LoRA adapter checkpoints carry them.
-INPUT_MODULE_NAMES = ("camera_embedding", "proprio_projector")
+# Modules OpenVLA checkpoints lack (camera embeddings, the proprio MLP, the chunk head): freshly initialised when
+# fine-tuning, so every mode trains them fully, and LoRA adapter checkpoints carry them.
+INPUT_MODULE_NAMES = ("camera_embedding", "proprio_projector", "action_head")
 
 
 def input_modules(model: VLA) -> list[nn.Module]:
