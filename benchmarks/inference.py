@@ -6,13 +6,15 @@ Decoders (models/decoding.py), all greedy, all giving OpenVLA's tokens unless no
   reference         clearvla's KV-cached loop through `LlamaForCausalLM.forward` (dynamic cache)
   fast              prefill once + static KV cache, decoder layers called directly (the default)
   fast-action-only  fast, argmax over the 256 action tokens only (changes tokens where a text token won)
-  parallel-chunk    PENDING (issue #7 point 3): K=8 actions from one forward pass; registered below, not measured
+  parallel-chunk    OpenVLA-OFT parallel decoding: K=8 actions (56 slots, L1 head) from one forward pass; the same
+                    weights plus the chunk head (built from the same seed), so actions/s counts all K actions
 Precisions (the fast decoder): float32, bfloat16, int8 and int4 weights (bitsandbytes; compute in float32 on
 this CPU, bfloat16 with --device cuda).
 
 Each call predicts actions for a batch of observations (random 224² images, four different instructions); the
 variants of a table are measured round-robin (one call of each in turn), so load on the shared VM hits them
-alike. Reported: latency p50 / p99 per call, the LLM part alone (decode) p50, actions/s = batch / p50.
+alike. Reported: latency p50 / p99 per call, the LLM part alone (decode) p50, actions/s = batch x actions per
+call / p50.
 
 With --agreement N (needs MuJoCo): on the shipped default model and N simulator frames (scripted-expert
 rollouts of the train suite), how often action-only argmax and int8/int4 weights change the tokens.
@@ -39,16 +41,19 @@ from clearvla.models.tokenizer import prompt_ids
 from clearvla.models.vla import VLA
 
 STATS = {"bench": {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7}}}
+CHUNK = 8  # OpenVLA-OFT's chunk length for LIBERO
 TEXTS = ["pick up the red block", "put the large green bolt in the bin on the left", "push the nut", "stack it"]
 
 
 @dataclass(frozen=True)
 class Decoder:
-    """One way to turn (prefix embeddings, prompts) into action tokens [B, 7]; `run` None = not implemented yet."""
+    """One way to turn (prefix embeddings, prompts) into actions: tokens [B, 7], or with `chunk` K > 0 a chunk
+    model's [B, K, 7] from one forward pass."""
 
     name: str
-    run: Callable[[VLA, torch.Tensor, list[torch.Tensor]], torch.Tensor] | None
+    run: Callable[[VLA, torch.Tensor, list[torch.Tensor]], torch.Tensor]
     note: str = ""
+    chunk: int = 0
 
 
 def _greedy(method: str, action_only: bool = False) -> Callable:
@@ -66,9 +71,8 @@ DECODERS = [
     Decoder("reference", _greedy("reference"), "KV-cached loop through LlamaForCausalLM.forward"),
     Decoder("fast", _greedy("fast"), "prefill + static KV cache (default)"),
     Decoder("fast-action-only", _greedy("fast", action_only=True), "fast, argmax over the action tokens"),
-    # Issue #7 point 3 (parallel action chunks, K=8 per forward pass) plugs in here: a `run` returning the first
-    # action's tokens [B, 7], and actions/s counting all K actions of the chunk.
-    Decoder("parallel-chunk", None, "pending: issue #7 point 3"),
+    Decoder("parallel-chunk", lambda vla, prefix, prompts: vla.decode_chunk(prefix, prompts),
+            f"OpenVLA-OFT parallel decoding, K={CHUNK} actions per forward pass", chunk=CHUNK),
 ]
 
 FAST = next(d for d in DECODERS if d.name == "fast")
@@ -110,13 +114,13 @@ def measure(variants: list[tuple[dict, VLA, Decoder]], batch: int, size: int, re
         for i, ((_, vla, decoder), (images, texts)) in enumerate(zip(variants, inputs)):
             times[i].append(timed_call(vla, decoder, images, texts))
     rows = []
-    for (labels, _, _), samples in zip(variants, times):
+    for (labels, _, decoder), samples in zip(variants, times):
         total = [t for t, _ in samples]
         p50 = statistics.median(total)
         rows.append({**labels, "batch": batch, "repeats": repeats, "ms_p50": round(p50, 1),
                      "ms_p99": round(float(np.percentile(total, 99)), 1),
                      "decode_ms_p50": round(statistics.median(d for _, d in samples), 1),
-                     "actions_per_s": round(1000 * batch / p50, 1)})
+                     "actions_per_s": round(1000 * batch * max(decoder.chunk, 1) / p50, 1)})
     return rows
 
 
@@ -184,13 +188,17 @@ def main() -> None:
         return quantize_vla(vla, quantize, device=args.device).to(args.device)
 
     fp32 = model(torch.float32, "none")
-    decoders = [d for d in DECODERS if d.run is not None]
+    chunked = VLA.from_config("tiny", seed=0, image_size=args.image_size, norm_stats=STATS, action_chunk=CHUNK).eval()
+    chunked = chunked.to(torch.bfloat16 if cuda else torch.float32).to(args.device)
+    shared = fp32.state_dict()
+    assert all(torch.equal(t, shared[k]) for k, t in chunked.state_dict().items() if k in shared), "same weights"
     precisions = {label: (model(dtype, q) if label != "float32" else fp32) for label, dtype, q in PRECISIONS}
     bf16_bytes = weight_bytes(precisions["bfloat16"])
 
     # Workloads: (table, variants). Each variant: (labels, model, decoder).
     workloads = {
-        "decoding": [({"decoder": d.name, "precision": "bfloat16" if cuda else "float32"}, fp32, d) for d in decoders],
+        "decoding": [({"decoder": d.name, "precision": "bfloat16" if cuda else "float32"}, chunked if d.chunk else fp32, d)
+                     for d in DECODERS],
         "precision": [({"decoder": "fast", "precision": label}, vla, FAST) for label, vla in precisions.items()],
     }
     results: dict[str, list[dict]] = {}
@@ -209,7 +217,8 @@ def main() -> None:
             r["actions_per_s"] = r["speedup_vs_hf_generate"] = None
             continue
         r["speedup_vs_hf_generate"] = round(r["actions_per_s"] / baseline[r["batch"]], 2)
-        r["ms_per_decode_step"] = round((r["decode_ms_p50"] - prefill[r["batch"]]) / 6, 2)  # tokens 2..7
+        if r["decoder"] != "parallel-chunk":  # one forward pass, no token steps
+            r["ms_per_decode_step"] = round((r["decode_ms_p50"] - prefill[r["batch"]]) / 6, 2)  # tokens 2..7
     sizes = {}
     for label, vla in precisions.items():
         b = weight_bytes(vla)
@@ -230,7 +239,7 @@ def main() -> None:
     payload = {
         "preset": "tiny", "image_size": args.image_size, "device": args.device, "torch_threads": args.threads,
         "parameters": sum(p.numel() for p in fp32.parameters()),
-        "decoders": {d.name: d.note for d in DECODERS}, "pending": [d.name for d in DECODERS if d.run is None],
+        "decoders": {d.name: d.note for d in DECODERS}, "chunk": CHUNK,
         "weight_bytes": sizes, "bf16_bytes_of_quantised_linears": linear_bf16, **results,
     }
     if args.agreement:
@@ -244,8 +253,6 @@ def main() -> None:
         print(f"| {r['decoder']} | {r['batch']} | {r['ms_p50']} | {r['ms_p99']} | {r['decode_ms_p50']} | "
               f"{r.get('ms_per_decode_step', '–')} | {r['actions_per_s'] or '–'} | "
               f"{str(r['speedup_vs_hf_generate']) + 'x' if r['speedup_vs_hf_generate'] else '–'} |")
-    for name in payload["pending"]:
-        print(f"| {name} | | pending | | | | | |")
     print("\n| weights | batch | ms / call p50 | p99 | actions / s | weight MB as run | MB, rest in bf16 | "
           "quantised linears vs bf16 |\n|---|---|---|---|---|---|---|---|")
     for r in results["precision"]:

@@ -44,17 +44,24 @@ def main() -> None:
     )
     size_mb = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) / 2**20
     last = history[-1]
+    wrist = "wrist_image" in (config.get("cameras") or ())
+    chunk = config.get("action_chunk", 0)
+    output = (f"OpenVLA-OFT parallel decoding: {chunk}-step action chunks through an L1 head" if chunk
+              else "OpenVLA's 7 action tokens, 256 bins each")
+    fit = (f"action L1 (normalised) {last['action_l1']:.3f}, whole chunk {last['chunk_l1']:.3f}" if chunk
+           else f"action-token accuracy {last['action_accuracy']:.3f}")
     (staging / "README.md").write_text(f"""# clearvla default model
 
 The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fused projector, Llama; 
 {config.get('image_size')}² images) trained from scratch on the clearvla workcell simulator.
 
 - **Data**: {', '.join(config['datasets'])} — scripted-expert demonstrations of the `train` suite
-  (`clearvla sim record --suite train --episodes 1000 --image-size 128 --no-wrist --seed 0`).
+  (`clearvla sim record --suite train --episodes 1000 --image-size 128{'' if wrist else ' --no-wrist'} --seed 0`).
 - **Inputs**: cameras {', '.join(config.get('cameras') or ['image'])}; robot state (proprio) {'yes' if config.get('proprio') else 'no'}.
+- **Output**: {output}.
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}
   ({config['schedule']}, {config['warmup_steps']} warmup), seed {config['seed']}; about {seconds / 60:.0f} min on a
-  2-core CPU. Final train loss {last['loss']:.3f}, action-token accuracy {last['action_accuracy']:.3f}.
+  2-core CPU. Final train loss {last['loss']:.3f}, {fit}.
 - **Reproduce**: `make default-model` (record → `clearvla train --config configs/default_model.yaml` → this card).
 - **Size**: {size_mb:.1f} MB on disk (float32 safetensors).
 - **Un-normalisation key**: `{next(iter(json.loads((staging / 'dataset_statistics.json').read_text())))}`.

@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     def progress(step: int, metrics: dict[str, float]) -> None:
         bar.n = step
         if "loss" in metrics:
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics.get('action_accuracy', 0):.2f}", refresh=False)
+            shown = ("l1", "action_l1") if "chunk_l1" in metrics else ("acc", "action_accuracy")  # chunk models: no tokens
+            bar.set_postfix({"loss": f"{metrics['loss']:.3f}", shown[0]: f"{metrics.get(shown[1], 0):.2f}"}, refresh=False)
         bar.refresh()
 
     try:

@@ -178,7 +178,10 @@ class VLA(nn.Module):
     def embed(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
         """[emb(BOS), prefix(pixel_values, proprio), emb(input_ids[:, 1:])] -> [B, 1 + num_prefix_tokens + L - 1, D].
         Rows must start with BOS (right padding), as OpenVLA's batches do."""
-        prefix = self.prefix(pixel_values, proprio)
+        return self.join(self.prefix(pixel_values, proprio), input_ids)
+
+    def join(self, prefix: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """prefix [B, N, D] and input_ids [B, L] (BOS first) -> [emb(BOS), prefix, emb(input_ids[:, 1:])]."""
         text = self.language_model.get_input_embeddings()(input_ids)
         return torch.cat([text[:, :1], prefix, text[:, 1:]], dim=1)
 
@@ -362,17 +365,24 @@ class VLA(nn.Module):
         pixel_values, state = self.observation_inputs(images, proprio, unnorm_key, center_crop)
         if len(pixel_values) != len(instructions):
             raise InputError(f"got {len(pixel_values)} observations but {len(instructions)} instructions")
-        prompts = [prompt_ids(self.tokenizer, text) for text in instructions]
+        prompts = [torch.tensor(prompt_ids(self.tokenizer, text)) for text in instructions]
+        chunk = self.decode_chunk(self.prefix(pixel_values, state), prompts)
+        actions = stats.unnormalize(chunk.float().clamp(-1.0, 1.0).cpu().numpy())
+        return actions[0] if single else actions
+
+    def decode_chunk(self, prefix: torch.Tensor, prompts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Chunk models: prefix embeddings [B, N, D] and B prompt id vectors -> normalised chunks [B, K, A], one
+        forward pass (prompts right-padded, which changes no result)."""
         length = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), length), self.config.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
         for i, ids in enumerate(prompts):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
+            input_ids[i, : len(ids)] = ids
             attention_mask[i, : len(ids)] = 1
-        out = self(pixel_values, input_ids.to(self.device), attention_mask.to(self.device), proprio=state)
-        normalised = out.actions.float().clamp(-1.0, 1.0).cpu().numpy()
-        actions = stats.unnormalize(normalised)
-        return actions[0] if single else actions
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        ones = attention_mask.new_ones(len(prompts), prefix.shape[1])
+        valid = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+        return self._forward_chunk(self.join(prefix, input_ids), valid, None).actions
 
 
 def _is_single_image(images: Any) -> bool:
