@@ -107,7 +107,7 @@ def _chunk_batches(model, start, batch_size, chunk):
 
 
 def test_chunk_models_train_with_the_same_loop(tmp_path):
-    cfg = _run(tmp_path, max_steps=40, save_every=40)
+    cfg = _run(tmp_path, max_steps=100, save_every=100)
     model = VLA.from_config("tiny", image_size=32, seed=0, norm_stats=NORM, action_chunk=3)
     history = train(model, lambda start: _chunk_batches(model, start, cfg.batch_size, 3), cfg)
     assert np.mean([h["loss"] for h in history[-5:]]) < 0.6 * np.mean([h["loss"] for h in history[:5]])
