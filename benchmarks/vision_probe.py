@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from common import write_result
 
+from clearvla.config import get_config
 from clearvla.data.batching import Sample, VLACollator
 from clearvla.models.vla import VLA
 from clearvla.train.metrics import action_metrics
@@ -44,10 +46,11 @@ def make_sample(task: str, rng: np.random.Generator, chunk: int) -> Sample:
     return Sample(image, "pick up the red block", action[None] if chunk else action, "probe")
 
 
-def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int) -> list[dict]:
+def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, patch_size: int) -> list[dict]:
     torch.manual_seed(seed)
     chunk = 1 if head == "chunk" else 0
-    vla = VLA.from_config("tiny", image_size=SIZE, seed=seed, norm_stats=STATS, action_chunk=chunk).train()
+    vision = tuple(replace(v, patch_size=patch_size) for v in get_config("tiny", image_size=SIZE).vision)
+    vla = VLA.from_config("tiny", image_size=SIZE, seed=seed, norm_stats=STATS, action_chunk=chunk, vision=vision).train()
     collator = VLACollator(vla.tokenizer, vla.processor)
     optimizer = torch.optim.AdamW(vla.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
@@ -78,11 +81,12 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--patch-size", type=int, default=16, help="ViT patch side (the tiny preset's is 16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {task: run(task, args.head, args.steps, args.lr, args.log_every, args.seed) for task in ("brightness", "location")}
+    results = {task: run(task, args.head, args.steps, args.lr, args.log_every, args.seed, args.patch_size) for task in ("brightness", "location")}
     summary = {task: float(np.mean([h["xy_l1"] for h in rows[-4:]])) for task, rows in results.items()}
-    path = write_result("vision_probe", {"preset": "tiny", "image_size": SIZE, "head": args.head, "lr": args.lr,
+    path = write_result("vision_probe", {"preset": "tiny", "image_size": SIZE, "patch_size": args.patch_size, "head": args.head, "lr": args.lr,
                                          "batch_size": 32, "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
     print(f"\nfinal xy L1 (mean of the last 4 logs; constant prediction ~{CONSTANT_L1}): {summary}\nwrote {path}")
 
