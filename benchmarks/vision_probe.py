@@ -7,8 +7,13 @@ Reported every `--log-every` steps: the L1 error of (x, y) on that step's batch,
 best constant prediction for a uniform target. A model that reads the image position drives `location` well below
 it; the shipped recipe's failure (identical first actions in every scene) is this task failing.
 
-Run: .venv/bin/python benchmarks/vision_probe.py [--steps 300] [--head chunk|tokens]
-  ->  benchmarks/results/vision_probe.json
+With --llm-only gated|additive the vision backbone and projector are replaced by hand-made patch tokens (the
+`location` task only): every token is a fixed "grey" vector, the square's a "red" one, plus a fixed random
+position code of the same scale — on every token ("additive", what a ViT's position embedding gives) or on the
+square's token only ("gated", what a trained encoder gives). It tells whether the LLM can read a position at all.
+
+Run: .venv/bin/python benchmarks/vision_probe.py [--steps 300] [--head chunk|tokens] [--llm-only gated|additive]
+  ->  benchmarks/results/vision_probe.json (vision_probe_llm_only.json with --llm-only)
 """
 
 from __future__ import annotations
@@ -46,11 +51,34 @@ def make_sample(task: str, rng: np.random.Generator, chunk: int) -> Sample:
     return Sample(image, "pick up the red block", action[None] if chunk else action, "probe")
 
 
-def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, patch_size: int) -> list[dict]:
+def synthetic_prefix(vla: VLA, mode: str, seed: int):
+    """A stand-in for `vla.prefix`: [B, G*G, D] tokens, grey everywhere but the red square's cell, whose position
+    code is added to every token ("additive") or to the square's only ("gated")."""
+    grid, width = SIZE // vla.config.vision[0].patch_size, vla.config.llama_config.hidden_size
+    generator = torch.Generator().manual_seed(seed + 1)
+    codes, red, grey = (torch.randn(*shape, generator=generator) for shape in ((grid * grid, width), (width,), (width,)))
+
+    def prefix(pixel_values: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        is_red = (pixel_values[:, 0] - pixel_values[:, 1]) > 1.0  # the DINO copy of the image: red is far above green
+        cells = torch.nn.functional.avg_pool2d(is_red[:, None].float(), SIZE // grid).flatten(1).argmax(1)
+        tokens = grey.expand(len(cells), grid * grid, width).clone()
+        if mode == "additive":
+            tokens += codes
+        rows = torch.arange(len(cells))
+        tokens[rows, cells] = red + codes[cells]
+        return tokens
+
+    return prefix
+
+
+def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, patch_size: int,
+        llm_only: str | None = None) -> list[dict]:
     torch.manual_seed(seed)
     chunk = 1 if head == "chunk" else 0
     vision = tuple(replace(v, patch_size=patch_size) for v in get_config("tiny", image_size=SIZE).vision)
     vla = VLA.from_config("tiny", image_size=SIZE, seed=seed, norm_stats=STATS, action_chunk=chunk, vision=vision).train()
+    if llm_only:
+        vla.prefix = synthetic_prefix(vla, llm_only, seed)
     collator = VLACollator(vla.tokenizer, vla.processor)
     optimizer = torch.optim.AdamW(vla.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
@@ -82,12 +110,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--patch-size", type=int, default=16, help="ViT patch side (the tiny preset's is 16)")
+    parser.add_argument("--llm-only", choices=("gated", "additive"), default=None,
+                        help="replace vision + projector by hand-made patch tokens (location task only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {task: run(task, args.head, args.steps, args.lr, args.log_every, args.seed, args.patch_size) for task in ("brightness", "location")}
+    tasks = ("location",) if args.llm_only else ("brightness", "location")
+    results = {task: run(task, args.head, args.steps, args.lr, args.log_every, args.seed, args.patch_size, args.llm_only)
+               for task in tasks}
     summary = {task: float(np.mean([h["xy_l1"] for h in rows[-4:]])) for task, rows in results.items()}
-    path = write_result("vision_probe", {"preset": "tiny", "image_size": SIZE, "patch_size": args.patch_size, "head": args.head, "lr": args.lr,
-                                         "batch_size": 32, "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
+    name = f"vision_probe_llm_only_{args.llm_only}" if args.llm_only else "vision_probe"
+    path = write_result(name, {"preset": "tiny", "image_size": SIZE, "patch_size": args.patch_size, "head": args.head,
+                               "lr": args.lr, "llm_only": args.llm_only, "batch_size": 32, "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
     print(f"\nfinal xy L1 (mean of the last 4 logs; constant prediction ~{CONSTANT_L1}): {summary}\nwrote {path}")
 
 
