@@ -204,8 +204,7 @@ class VLA(nn.Module):
         embeddings = self.embed(pixel_values, input_ids, proprio)
         b, n = input_ids.shape[0], self.num_prefix_tokens
         if attention_mask is not None:
-            ones = attention_mask.new_ones(b, n)
-            attention_mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+            attention_mask = _with_prefix(attention_mask, n)
         if self.action_head is not None:
             return self._forward_chunk(embeddings, attention_mask, actions)
         if labels is not None:
@@ -281,6 +280,24 @@ class VLA(nn.Module):
         normalised = stream_stats(self.norm_stats, unnorm_key, "proprio").normalize(state)
         return pixel_values, torch.as_tensor(normalised, dtype=torch.float32, device=self.device)
 
+    def _inference_inputs(
+        self,
+        images: Observation | Sequence[Observation],
+        instruction: str | Sequence[str],
+        unnorm_key: str | None,
+        center_crop: bool,
+        proprio: np.ndarray | Sequence[float] | None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Observation(s) + instruction(s) -> (prefix embeddings [B, N, D], B prompt id vectors on the device)."""
+        if self.tokenizer is None:
+            raise InputError("this model has no tokenizer (build the tiny preset or load a checkpoint)")
+        instructions = [instruction] if isinstance(instruction, str) else list(instruction)
+        pixel_values, state = self.observation_inputs(images, proprio, unnorm_key, center_crop)
+        if len(pixel_values) != len(instructions):
+            raise InputError(f"got {len(pixel_values)} observations but {len(instructions)} instructions")
+        prompts = [torch.tensor(prompt_ids(self.tokenizer, text), device=self.device) for text in instructions]
+        return self.prefix(pixel_values, state), prompts
+
     @torch.inference_mode()
     def predict_action_tokens(
         self,
@@ -298,15 +315,8 @@ class VLA(nn.Module):
         decode: "fast" (static KV cache; the same tokens as "reference"), "reference" or "generate" (HF's loop),
         see models/decoding.py. action_tokens_only: argmax over the action bins only (OpenVLA: whole vocabulary).
         """
-        if self.tokenizer is None:
-            raise InputError("this model has no tokenizer (build the tiny preset or load a checkpoint)")
         single = isinstance(instruction, str)
-        instructions = [instruction] if single else list(instruction)
-        pixel_values, state = self.observation_inputs(images, proprio, unnorm_key, center_crop)
-        if len(pixel_values) != len(instructions):
-            raise InputError(f"got {len(pixel_values)} observations but {len(instructions)} instructions")
-        prompts = [torch.tensor(prompt_ids(self.tokenizer, text), device=self.device) for text in instructions]
-        prefix = self.prefix(pixel_values, state)
+        prefix, prompts = self._inference_inputs(images, instruction, unnorm_key, center_crop, proprio)
         action_ids = (self.action_tokenizer.first_token_id, self.action_tokenizer.vocab_size) if action_tokens_only else None
         tokens = greedy_decode(
             self.language_model, prefix, prompts, self.action_dim(unnorm_key), method=decode, action_ids=action_ids
@@ -358,15 +368,8 @@ class VLA(nn.Module):
         stats = action_stats(self.norm_stats, unnorm_key)
         if stats.dim != self.config.action_dim:
             raise InputError(f"norm_stats[{unnorm_key!r}] has {stats.dim}-D actions but the chunk head writes {self.config.action_dim}")
-        if self.tokenizer is None:
-            raise InputError("this model has no tokenizer (build the tiny preset or load a checkpoint)")
         single = isinstance(instruction, str)
-        instructions = [instruction] if single else list(instruction)
-        pixel_values, state = self.observation_inputs(images, proprio, unnorm_key, center_crop)
-        if len(pixel_values) != len(instructions):
-            raise InputError(f"got {len(pixel_values)} observations but {len(instructions)} instructions")
-        prompts = [torch.tensor(prompt_ids(self.tokenizer, text)) for text in instructions]
-        chunk = self.decode_chunk(self.prefix(pixel_values, state), prompts)
+        chunk = self.decode_chunk(*self._inference_inputs(images, instruction, unnorm_key, center_crop, proprio))
         actions = stats.unnormalize(chunk.float().clamp(-1.0, 1.0).cpu().numpy())
         return actions[0] if single else actions
 
@@ -379,10 +382,14 @@ class VLA(nn.Module):
         for i, ids in enumerate(prompts):
             input_ids[i, : len(ids)] = ids
             attention_mask[i, : len(ids)] = 1
-        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
-        ones = attention_mask.new_ones(len(prompts), prefix.shape[1])
-        valid = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+        input_ids, valid = input_ids.to(self.device), _with_prefix(attention_mask.to(self.device), prefix.shape[1])
         return self._forward_chunk(self.join(prefix, input_ids), valid, None).actions
+
+
+def _with_prefix(attention_mask: torch.Tensor, n: int) -> torch.Tensor:
+    """A text mask [B, L] -> the mask of `join`'s sequence [B, L + n]: BOS, n always-real prefix tokens, the rest."""
+    ones = attention_mask.new_ones(attention_mask.shape[0], n)
+    return torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
 
 
 def _is_single_image(images: Any) -> bool:
