@@ -3,7 +3,7 @@
   none         act on the instruction as given (OpenVLA's behaviour, the baseline)
   grounding    ground it in the scene; ask whenever two or more parts fit the words
   uncertainty  no grounding: ask the user to rephrase when the action tokens' entropy is above the 95th percentile
-               of clear instructions (so about 5% false asks by construction)
+               of clear instructions (so about 5% false asks by construction); token models only
   conformal    grounding + the VLA's scores + a KnowNo conformal prediction set at miss rate epsilon
 
 A simulated user (`OracleUser`) answers from ground truth. Decisions use the first observation of each episode;
@@ -157,14 +157,18 @@ def main() -> None:
         cal_scores.append(scores)
         cal_truth.append(grounding.candidates.index(case.info["intended_object"]))
     calibrators = {eps: ConformalCalibrator.fit(cal_scores, cal_truth, eps) for eps in sorted(set(EPSILONS + CURVE_EPSILONS))}
-    # entropy threshold: 95th percentile on clear calibration instructions
-    entropies = [scorer.uncertainty(c.obs, c.info["instruction"]) for c in clear_calib]
-    entropy_threshold = float(np.quantile(entropies, 0.95))
+    # entropy threshold: 95th percentile on clear calibration instructions (token models: chunk models have no
+    # action distribution, so the uncertainty-only condition does not exist for them)
+    entropy_threshold, uncertainty = None, {}
+    if vla.action_head is None:
+        entropies = [scorer.uncertainty(c.obs, c.info["instruction"]) for c in clear_calib]
+        entropy_threshold = float(np.quantile(entropies, 0.95))
+        uncertainty = {"uncertainty": Clarifier(scorer, detector=NoDetector(), uncertainty_threshold=entropy_threshold, max_turns=1)}
 
     clarifiers = {
         "none": None,
         "grounding": Clarifier(),
-        "uncertainty": Clarifier(scorer, detector=NoDetector(), uncertainty_threshold=entropy_threshold, max_turns=1),
+        **uncertainty,
         **{f"conformal@{eps}": Clarifier(scorer, calibrator=calibrators[eps]) for eps in calibrators},
     }
     conditions = {name: Condition(name) for name in clarifiers}
@@ -227,6 +231,8 @@ def plot(results: dict, reference: dict | None) -> None:
     curve = sorted((r["ambiguous"]["asked_rate"], r["ambiguous"]["success"]) for n, r in results.items() if n.startswith("conformal@"))
     ax.plot(*zip(*curve), "o-", label="grounding + VLA scores + conformal (ε sweep)")
     for name, marker in (("none", "s"), ("grounding", "^"), ("uncertainty", "D")):
+        if name not in results:
+            continue
         r = results[name]["ambiguous"]
         ax.plot(r["asked_rate"], r["success"], marker, markersize=9, label=name)
     if reference:

@@ -3,6 +3,8 @@
 Two synthetic tasks on 128² images, same model, optimiser and batches (32 per step), trained from scratch:
   brightness  the whole image is one grey level g; target x = g mapped to [-1, 1] (a global feature)
   location    one 10 px red square on grey at a random place; targets (x, y) = its centre in [-1, 1]
+  binding     a red and a blue square; the instruction names one ("pick up the blue block"), whose centre is the
+              target: the workcell's problem in small (find the part the words name). Not run unless asked (--tasks)
 Reported every `--log-every` steps: the L1 error of (x, y) on that step's batch, against 0.44, the error of the
 best constant prediction for a uniform target. A model that reads the image position drives `location` well below
 it; the shipped recipe's failure (identical first actions in every scene) is this task failing.
@@ -12,8 +14,12 @@ With --llm-only gated|additive the vision backbone and projector are replaced by
 position code of the same scale — on every token ("additive", what a ViT's position embedding gives) or on the
 square's token only ("gated", what a trained encoder gives). It tells whether the LLM can read a position at all.
 
+With --patch-loss W the model gets the training-only patch decoder (models/patch_decoder.py) and W times its
+reconstruction error joins the loss, as `clearvla train --patch-loss W` does; the default model's recipe.
+
 Run: .venv/bin/python benchmarks/vision_probe.py [--steps 300] [--head chunk|tokens] [--llm-only gated|additive]
-  ->  benchmarks/results/vision_probe.json (vision_probe_llm_only.json with --llm-only)
+     [--patch-loss 1.0]
+  ->  benchmarks/results/vision_probe_<tasks>[_patch_loss].json (vision_probe_llm_only_*.json with --llm-only)
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from common import write_result
 from clearvla.config import get_config
 from clearvla.data.batching import Sample, VLACollator
 from clearvla.models.vla import VLA
+from clearvla.train.build import PATCH_DECODER_RESOLUTION
 from clearvla.train.metrics import action_metrics
 
 SIZE = 128
@@ -37,18 +44,29 @@ STATS = {"probe": {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "mask": [True
 CONSTANT_L1 = 0.44  # targets are uniform on +-0.875 (8 px margins): the best constant, 0, is off by 0.44 on average
 
 
+COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220)}
+
+
 def make_sample(task: str, rng: np.random.Generator, chunk: int) -> Sample:
     image = np.full((SIZE, SIZE, 3), 180, np.uint8)
+    colour = "red"
     if task == "brightness":
         level = int(rng.integers(0, 256))
         image[:] = level
         x = y = level / 255 * SIZE
     else:
         x, y = rng.integers(8, SIZE - 8, 2)
-        image[y - 5 : y + 5, x - 5 : x + 5] = (220, 30, 30)
+        if task == "binding":  # a second square of the other colour elsewhere; the instruction names the target
+            colour, other = ("red", "blue") if rng.random() < 0.5 else ("blue", "red")
+            while True:
+                ox, oy = rng.integers(8, SIZE - 8, 2)
+                if max(abs(ox - x), abs(oy - y)) > 14:
+                    break
+            image[oy - 5 : oy + 5, ox - 5 : ox + 5] = COLOURS[other]
+        image[y - 5 : y + 5, x - 5 : x + 5] = COLOURS[colour]
     action = np.zeros(7, np.float32)
     action[:2] = (x / SIZE * 2 - 1, y / SIZE * 2 - 1)
-    return Sample(image, "pick up the red block", action[None] if chunk else action, "probe")
+    return Sample(image, f"pick up the {colour} block", action[None] if chunk else action, "probe")
 
 
 def synthetic_prefix(vla: VLA, mode: str, seed: int):
@@ -72,11 +90,13 @@ def synthetic_prefix(vla: VLA, mode: str, seed: int):
 
 
 def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, patch_size: int,
-        llm_only: str | None = None) -> list[dict]:
+        llm_only: str | None = None, patch_loss: float = 0.0) -> list[dict]:
     torch.manual_seed(seed)
     chunk = 1 if head == "chunk" else 0
     vision = tuple(replace(v, patch_size=patch_size) for v in get_config("tiny", image_size=SIZE).vision)
-    vla = VLA.from_config("tiny", image_size=SIZE, seed=seed, norm_stats=STATS, action_chunk=chunk, vision=vision).train()
+    decoder = PATCH_DECODER_RESOLUTION if patch_loss else 0
+    vla = VLA.from_config("tiny", image_size=SIZE, seed=seed, norm_stats=STATS, action_chunk=chunk, vision=vision,
+                          patch_decoder=decoder).train()
     if llm_only:
         vla.prefix = synthetic_prefix(vla, llm_only, seed)
     collator = VLACollator(vla.tokenizer, vla.processor)
@@ -88,12 +108,12 @@ def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, 
         inputs = {"actions": batch["actions"]} if chunk else {"labels": batch["labels"]}
         out = vla(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], **inputs)
         optimizer.zero_grad()
-        out.loss.backward()
+        (out.loss + patch_loss * out.patch_loss if patch_loss else out.loss).backward()
         torch.nn.utils.clip_grad_norm_(vla.parameters(), 1.0)
         optimizer.step()
         if step % log_every == 0:
             if chunk:
-                error = float((out.actions[:, 0, :2] - batch["actions"][:, 0, :2]).abs().mean())
+                error = float((out.actions[:, 0, :2] - batch["actions"][:, 0, :2]).abs().mean().detach())
             else:  # token models: the L1 of decoded argmax actions, all 7 dims (5 are constant 0) -> rescale to x, y
                 error = action_metrics(out.logits, batch["labels"], vla.action_tokenizer)["action_l1"] * 7 / 2
             history.append({"step": step, "xy_l1": round(error, 3), "seconds": round(time.perf_counter() - start, 1)})
@@ -112,15 +132,18 @@ def main() -> None:
     parser.add_argument("--patch-size", type=int, default=16, help="ViT patch side (the tiny preset's is 16)")
     parser.add_argument("--llm-only", choices=("gated", "additive"), default=None,
                         help="replace vision + projector by hand-made patch tokens (location task only)")
+    parser.add_argument("--tasks", nargs="+", choices=("brightness", "location", "binding"), default=["brightness", "location"])
+    parser.add_argument("--patch-loss", type=float, default=0.0, help="weight of the patch-reconstruction loss (0: off)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tasks = ("location",) if args.llm_only else ("brightness", "location")
-    results = {task: run(task, args.head, args.steps, args.lr, args.log_every, args.seed, args.patch_size, args.llm_only)
+    tasks = ("location",) if args.llm_only else tuple(args.tasks)
+    results = {task: run(task, args.head, args.steps, args.lr, args.log_every, args.seed, args.patch_size, args.llm_only,
+                         args.patch_loss)
                for task in tasks}
     summary = {task: float(np.mean([h["xy_l1"] for h in rows[-4:]])) for task, rows in results.items()}
-    name = f"vision_probe_llm_only_{args.llm_only}" if args.llm_only else "vision_probe"
+    name = f"vision_probe_llm_only_{args.llm_only}" if args.llm_only else "_".join(["vision_probe", *tasks] + (["patch_loss"] if args.patch_loss else []))
     path = write_result(name, {"preset": "tiny", "image_size": SIZE, "patch_size": args.patch_size, "head": args.head,
-                               "lr": args.lr, "llm_only": args.llm_only, "batch_size": 32, "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
+                               "lr": args.lr, "llm_only": args.llm_only, "patch_loss": args.patch_loss, "batch_size": 32, "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
     print(f"\nfinal xy L1 (mean of the last 4 logs; constant prediction ~{CONSTANT_L1}): {summary}\nwrote {path}")
 
 

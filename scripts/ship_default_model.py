@@ -50,6 +50,9 @@ def main() -> None:
               else "OpenVLA's 7 action tokens, 256 bins each")
     fit = (f"action L1 (normalised) {last['action_l1']:.3f}, whole chunk {last['chunk_l1']:.3f}" if chunk
            else f"action-token accuracy {last['action_accuracy']:.3f}")
+    patch = (f"\n- **Patch reconstruction** (training only): weight {config['patch_loss']}; each camera patch token also decodes its"
+             f" own patch at 4×4 pixels (`patch_decoder.*`, unused at inference; final error {last['patch_loss']:.3f})."
+             if config.get("patch_loss") else "")
     (staging / "README.md").write_text(f"""# clearvla default model
 
 The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fused projector, Llama; 
@@ -61,7 +64,7 @@ The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fuse
 - **Output**: {output}.
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}
   ({config['schedule']}, {config['warmup_steps']} warmup), seed {config['seed']}; about {seconds / 60:.0f} min on a
-  2-core CPU. Final train loss {last['loss']:.3f}, {fit}.
+  2-core CPU. Final train loss {last['loss']:.3f}, {fit}.{patch}
 - **Reproduce**: `make default-model` (record → `clearvla train --config configs/default_model.yaml` → this card).
 - **Size**: {size_mb:.1f} MB on disk (float32 safetensors).
 - **Un-normalisation key**: `{next(iter(json.loads((staging / 'dataset_statistics.json').read_text())))}`.

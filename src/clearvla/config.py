@@ -52,6 +52,9 @@ class VLAConfig:
     # K-step chunk of `action_dim`-wide actions through an L1 regression head (models/heads.py).
     action_chunk: int = 0
     action_dim: int = 7
+    # Training only: r > 0 adds `patch_decoder`, which reconstructs each patch at r x r pixels from its LLM input
+    # token (models/patch_decoder.py); inference ignores it, as it ignores SigLIP's attention-pool head.
+    patch_decoder: int = 0
 
     def __post_init__(self) -> None:
         if len(self.vision) != len(self.image_sizes) or len(self.vision) not in (1, 2):
@@ -63,6 +66,8 @@ class VLAConfig:
             raise ConfigError(f"cameras must be distinct non-empty names, got {self.cameras!r}")
         if not isinstance(self.proprio_dim, int) or self.proprio_dim < 0:
             raise ConfigError(f"proprio_dim must be an integer >= 0, got {self.proprio_dim!r}")
+        if not isinstance(self.patch_decoder, int) or self.patch_decoder < 0:
+            raise ConfigError(f"patch_decoder must be an integer >= 0, got {self.patch_decoder!r}")
         for name in ("action_chunk", "action_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "action_chunk" else 1):
@@ -197,6 +202,9 @@ class TrainConfig:
     """Feed the robot state (the datasets' proprio stream, normalised by its own statistics) as one token."""
     action_chunk: int = 0
     """K > 0: train OpenVLA-OFT parallel decoding (K-step action chunks, L1 head) instead of action tokens."""
+    patch_loss: float = 0.0
+    """> 0: add a training-only patch decoder and this weight times its reconstruction error to the loss (helps
+    models trained from scratch learn where things are; models/patch_decoder.py)."""
     drop_outliers: bool = True
     """Cleaning: drop episodes with an action beyond outlier_k x IQR of the dataset (per dimension)."""
     outlier_k: float = 3.0
@@ -248,6 +256,8 @@ class TrainConfig:
             raise ConfigError(f"precision {self.precision!r} is not one of: auto, fp32, bf16")
         if self.weights and len(self.weights) != len(self.datasets):
             raise ConfigError(f"got {len(self.weights)} weights for {len(self.datasets)} datasets")
+        if self.patch_loss < 0:
+            raise ConfigError(f"patch_loss must be >= 0, got {self.patch_loss}")
         for name in ("batch_size", "grad_accum", "max_steps", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clearvla.clarify.scoring import VLAScorer, action_distributions, js_divergence
+from clearvla.clarify.scoring import VLAScorer, action_distributions, js_divergence, predicted_chunks
+from clearvla.errors import ConfigError
 from clearvla.data.stats import compute_statistics
 from clearvla.models.vla import VLA
 
@@ -43,3 +44,16 @@ def test_js_divergence_bounds():
     p = np.array([1.0, 0.0])
     assert js_divergence(p, p) == pytest.approx(0.0)
     assert js_divergence(p, np.array([0.0, 1.0])) == pytest.approx(np.log(2))
+
+
+def test_chunk_models_score_by_the_chunks_they_would_execute_and_have_no_uncertainty(vla, obs):
+    chunk_vla = VLA.from_config("tiny", image_size=32, cameras=("image", "wrist_image"), proprio_dim=13,
+                                norm_stats=vla.norm_stats, seed=1, action_chunk=4)
+    texts = ["push the blue plate to the left", "pick up the red bolt", "stack the green block on the nut"]
+    chunks = predicted_chunks(chunk_vla, obs, texts)
+    assert chunks.shape == (3, 4, 7) and not np.allclose(chunks[0], chunks[1])
+    np.testing.assert_allclose(chunks[1], predicted_chunks(chunk_vla, obs, [texts[1]])[0], atol=1e-5)  # batching changes nothing
+    scores = VLAScorer(chunk_vla).score(obs, "pick up the red bolt", texts)
+    assert scores.shape == (3,) and abs(scores.sum() - 1) < 1e-9 and int(np.argmax(scores)) == 1
+    with pytest.raises(ConfigError, match="no action distribution"):
+        VLAScorer(chunk_vla).uncertainty(obs, "pick up the red bolt")

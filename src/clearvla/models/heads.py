@@ -15,10 +15,12 @@ from torch import nn
 
 @dataclass
 class ChunkOutput:
-    """A chunk model's forward: `actions` [B, K, A] normalised; `loss` the mean L1 to the targets (when given)."""
+    """A chunk model's forward: `actions` [B, K, A] normalised; `loss` the mean L1 to the targets (when given);
+    `patch_loss` the patch decoder's reconstruction error (models with one, when given targets)."""
 
     loss: torch.Tensor | None
     actions: torch.Tensor
+    patch_loss: torch.Tensor | None = None
 
 
 class _ResidualBlock(nn.Module):

@@ -119,6 +119,20 @@ class AttentionPoolLatent(nn.Module):
         self.mlp = Mlp(width, mlp_hidden)
 
 
+def sincos_position_table(grid: int, width: int) -> torch.Tensor:
+    """[grid * grid, width] 2-D sin-cos table (MAE's init, row-major patches): half the channels code the row,
+    half the column, each as sin/cos at geometric frequencies. Values in [-1, 1], so a position is as loud as a
+    patch's content from the first step; timm's N(0, 0.02) init leaves from-scratch models unable to tell where a
+    patch is (benchmarks/vision_probe.py). Checkpoints overwrite it."""
+    quarter = width // 4
+    frequencies = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / max(quarter, 1))
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    codes = [torch.cat([(axis.flatten()[:, None] * frequencies).sin(), (axis.flatten()[:, None] * frequencies).cos()], 1)
+             for axis in (rows, cols)]
+    table = torch.cat(codes, dim=1)
+    return F.pad(table, (0, width - table.shape[1])).float()  # widths not divisible by 4: zero tail
+
+
 class VisionTransformer(nn.Module):
     """timm-named ViT. `forward(pixels [B,3,S,S]) -> patch features [B, (S/patch)^2, width]`: the output of
     the second-to-last block, without the final norm, prefix tokens dropped (OpenVLA's featurizer)."""
@@ -133,7 +147,7 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.width)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.width)) if cfg.class_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, cfg.reg_tokens, cfg.width)) if cfg.reg_tokens else None
-        self.pos_embed = nn.Parameter(torch.randn(1, num_patches, cfg.width) * 0.02)
+        self.pos_embed = nn.Parameter(sincos_position_table(image_size // cfg.patch_size, cfg.width)[None])
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width, eps=1e-6)  # in the checkpoint, unused by feature extraction
         self.attn_pool = AttentionPoolLatent(cfg.width, cfg.mlp_hidden) if cfg.attn_pool else None

@@ -10,6 +10,9 @@ embedding (`camera_embedding`), in the config's camera order; and the robot stat
 
 With config `action_chunk` K > 0 (OpenVLA-OFT parallel decoding), `actions` are K x A empty slots that attend to
 each other bidirectionally, and `action_head` (models/heads.py) reads them as a chunk of K actions in one forward.
+
+With config `patch_decoder` r > 0, `patch_decoder` (models/patch_decoder.py) gives training a patch-reconstruction
+loss; inference never runs it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from clearvla.config import VLAConfig, get_config
 from clearvla.errors import CheckpointError, InputError
 from clearvla.models.decoding import greedy_decode
 from clearvla.models.heads import ChunkOutput, L1ActionHead, slot_attention
+from clearvla.models.patch_decoder import PatchDecoder
 from clearvla.models.processor import ImageLike, ImageProcessor
 from clearvla.models.projector import ProprioProjector, Projector
 from clearvla.models.tokenizer import base_vocab_size, build_tiny_tokenizer, prompt_ids
@@ -66,6 +70,7 @@ class VLA(nn.Module):
             nn.init.normal_(self.camera_embedding.weight, std=0.02)
         self.proprio_projector = ProprioProjector(config.proprio_dim, dim) if config.proprio_dim else None
         self.action_head = L1ActionHead(dim, config.action_dim, config.action_chunk) if config.action_chunk else None
+        self.patch_decoder = PatchDecoder(dim, config.patch_decoder) if config.patch_decoder else None
         self.processor = processor or ImageProcessor(
             config.image_sizes[0], tuple(v.mean for v in config.vision), tuple(v.std for v in config.vision),
             config.image_resize_strategy,
@@ -200,17 +205,30 @@ class VLA(nn.Module):
 
         Chunk models (action_chunk K > 0) take the prompt alone as input_ids and return a ChunkOutput: normalised
         actions [B, K, A] and, given target `actions` [B, K, A] (normalised), their mean L1 loss; labels are unused.
+
+        Models with a `patch_decoder` also return `patch_loss` (scalar) when given targets; `loss` excludes it (the
+        trainer weighs it in).
         """
         embeddings = self.embed(pixel_values, input_ids, proprio)
         b, n = input_ids.shape[0], self.num_prefix_tokens
         if attention_mask is not None:
             attention_mask = _with_prefix(attention_mask, n)
+        patch_loss = None
+        if self.patch_decoder is not None and (labels is not None or actions is not None):
+            cameras = len(self.config.cameras)
+            patches = embeddings[:, 1 : 1 + cameras * self.vision_backbone.num_patches]
+            patch_loss = self.patch_decoder.loss(patches, pixel_values, cameras)
         if self.action_head is not None:
-            return self._forward_chunk(embeddings, attention_mask, actions)
+            out = self._forward_chunk(embeddings, attention_mask, actions)
+            out.patch_loss = patch_loss
+            return out
         if labels is not None:
             ignored = labels.new_full((b, n), IGNORE_INDEX)
             labels = torch.cat([labels[:, :1], ignored, labels[:, 1:]], dim=1)
-        return self.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, labels=labels)
+        out = self.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, labels=labels)
+        if patch_loss is not None:
+            out["patch_loss"] = patch_loss
+        return out
 
     def _forward_chunk(
         self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, targets: torch.Tensor | None

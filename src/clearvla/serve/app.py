@@ -121,6 +121,10 @@ class PolicyService:
         if config.ask_threshold is not None:
             from clearvla.clarify.scoring import VLAScorer
 
+            if vla.action_head is not None:
+                raise ConfigError("--ask-threshold reads the entropy of action tokens; this is a chunk model (L1 head), "
+                                  "which has none")
+
             self.scorer = VLAScorer(vla)
         self.metadata = self._metadata()
 

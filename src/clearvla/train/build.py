@@ -14,6 +14,8 @@ from clearvla.errors import ConfigError
 from clearvla.models.vla import VLA
 from clearvla.train.modes import INPUT_MODULE_NAMES
 
+PATCH_DECODER_RESOLUTION = 4  # pixels per patch side the patch decoder reconstructs (16 px patches -> 4 x 4)
+
 
 def proprio_width(norm_stats: dict[str, Any]) -> int:
     """The robot-state width every dataset of the run shares (from its proprio statistics)."""
@@ -41,6 +43,8 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
     if cfg.action_chunk:
         inputs["action_chunk"] = cfg.action_chunk
         inputs["action_dim"] = action_width(norm_stats)
+    if cfg.patch_loss > 0:
+        inputs["patch_decoder"] = PATCH_DECODER_RESOLUTION
     if Path(cfg.init).is_dir():
         model = VLA.from_pretrained(cfg.init, dtype=torch.float32)
         model = with_inputs(model, replace(model.config, **inputs), cfg.seed)

@@ -119,9 +119,13 @@ def train(
             sync = micro == cfg.grad_accum - 1 or not hasattr(model, "no_sync")
             with (nullcontext() if sync else model.no_sync()), autocast_for(cfg, device):
                 out = model(**inputs)
-                (out.loss / cfg.grad_accum).backward()
+                patch_loss = getattr(out, "patch_loss", None)
+                total = out.loss if patch_loss is None else out.loss + cfg.patch_loss * patch_loss
+                (total / cfg.grad_accum).backward()
             if logged:
                 metrics["loss"] = metrics.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
+                if patch_loss is not None:
+                    metrics["patch_loss"] = metrics.get("patch_loss", 0.0) + patch_loss.item() / cfg.grad_accum
                 for k, v in step_metrics(out, inputs, vla.action_tokenizer).items():
                     metrics[k] = metrics.get(k, 0.0) + v / cfg.grad_accum
             window_samples += len(inputs["input_ids"]) * dist.world_size
