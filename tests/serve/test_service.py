@@ -92,3 +92,13 @@ def test_unsure_model_asks_on_v1_but_never_on_openvla_act(two_camera_vla):
     assert asked.envelope()["type"] == "ask" and asked.envelope()["options"] == []
     assert answer(0.0, may_ask=False).kind == "action"
     assert answer(1.0, may_ask=True).kind == "action"  # normalised entropy never exceeds 1
+
+
+def test_asking_needs_action_tokens():
+    from clearvla.errors import ConfigError
+    from clearvla.models.vla import VLA
+
+    chunk_vla = VLA.from_config("tiny", image_size=32, norm_stats=STATS, action_chunk=2).eval()
+    with pytest.raises(ConfigError, match="chunk model"):
+        PolicyService(chunk_vla, ServeConfig(ask_threshold=0.5))
+    assert PolicyService(chunk_vla, ServeConfig()).scorer is None  # serving it without asking is fine
