@@ -122,8 +122,8 @@ class AttentionPoolLatent(nn.Module):
 def sincos_position_table(grid: int, width: int) -> torch.Tensor:
     """[grid * grid, width] 2-D sin-cos table (MAE's init, row-major patches): half the channels code the row,
     half the column, each as sin/cos at geometric frequencies. Values in [-1, 1], so a position is as loud as a
-    patch's content from the first step; timm's N(0, 0.02) init leaves from-scratch models unable to tell where a
-    patch is (benchmarks/vision_probe.py). Checkpoints overwrite it."""
+    patch's content from the first step (timm's N(0, 0.02) is ~50x quieter); with the patch loss it lets a model
+    trained from scratch learn where things are (benchmarks/vision_probe.py). Checkpoints overwrite it."""
     quarter = width // 4
     frequencies = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / max(quarter, 1))
     rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
