@@ -27,11 +27,12 @@ from clearvla.data.cleaning import CleaningConfig
 from clearvla.data.loader import make_dataloader
 from clearvla.data.mixture import DatasetSpec, Mixture
 from clearvla.models.vla import VLA
+from clearvla.train.loop import model_inputs
 from clearvla.train.metrics import step_metrics
 
 
 def first_action_l1(vla: VLA, batch: dict[str, torch.Tensor]) -> float:
-    inputs = {k: v for k, v in batch.items() if k in ("pixel_values", "input_ids", "attention_mask", "labels", "proprio", "actions")}
+    inputs = model_inputs(batch, vla)
     return step_metrics(vla(**inputs), inputs, vla.action_tokenizer)["action_l1"]
 
 

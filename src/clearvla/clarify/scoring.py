@@ -64,7 +64,7 @@ def predicted_chunks(
     images = {k: v for k, v in observation.items() if k != STATE_KEY}
     proprio = observation.get(STATE_KEY) if vla.config.proprio_dim else None
     states = None if proprio is None else [proprio] * len(instructions)
-    prefix, prompts = vla._inference_inputs([images] * len(instructions), list(instructions), unnorm_key, False, states)
+    prefix, prompts = vla.inference_inputs([images] * len(instructions), list(instructions), unnorm_key, False, states)
     return vla.decode_chunk(prefix, prompts).float().cpu().numpy().astype(np.float64)
 
 

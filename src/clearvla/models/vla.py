@@ -298,7 +298,7 @@ class VLA(nn.Module):
         normalised = stream_stats(self.norm_stats, unnorm_key, "proprio").normalize(state)
         return pixel_values, torch.as_tensor(normalised, dtype=torch.float32, device=self.device)
 
-    def _inference_inputs(
+    def inference_inputs(
         self,
         images: Observation | Sequence[Observation],
         instruction: str | Sequence[str],
@@ -334,7 +334,7 @@ class VLA(nn.Module):
         see models/decoding.py. action_tokens_only: argmax over the action bins only (OpenVLA: whole vocabulary).
         """
         single = isinstance(instruction, str)
-        prefix, prompts = self._inference_inputs(images, instruction, unnorm_key, center_crop, proprio)
+        prefix, prompts = self.inference_inputs(images, instruction, unnorm_key, center_crop, proprio)
         action_ids = (self.action_tokenizer.first_token_id, self.action_tokenizer.vocab_size) if action_tokens_only else None
         tokens = greedy_decode(
             self.language_model, prefix, prompts, self.action_dim(unnorm_key), method=decode, action_ids=action_ids
@@ -387,7 +387,7 @@ class VLA(nn.Module):
         if stats.dim != self.config.action_dim:
             raise InputError(f"norm_stats[{unnorm_key!r}] has {stats.dim}-D actions but the chunk head writes {self.config.action_dim}")
         single = isinstance(instruction, str)
-        chunk = self.decode_chunk(*self._inference_inputs(images, instruction, unnorm_key, center_crop, proprio))
+        chunk = self.decode_chunk(*self.inference_inputs(images, instruction, unnorm_key, center_crop, proprio))
         actions = stats.unnormalize(chunk.float().clamp(-1.0, 1.0).cpu().numpy())
         return actions[0] if single else actions
 

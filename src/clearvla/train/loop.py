@@ -43,7 +43,8 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def _to(batch: dict[str, Any], vla: VLA) -> dict[str, torch.Tensor]:
+def model_inputs(batch: dict[str, Any], vla: VLA) -> dict[str, torch.Tensor]:
+    """The forward arguments of a loader batch (chunk or token model), on the model's device."""
     keys = CHUNK_KEYS if vla.config.action_chunk else MODEL_KEYS
     return {k: batch[k].to(vla.device, non_blocking=True) for k in keys if k in batch}
 
@@ -55,7 +56,7 @@ def evaluate(model: nn.Module, vla: VLA, batches: Iterable[dict], cfg: TrainConf
     n = 0
     with torch.no_grad(), autocast_for(cfg, device):
         for batch in batches:
-            inputs = _to(batch, vla)
+            inputs = model_inputs(batch, vla)
             out = model(**inputs)
             for k, v in {"loss": out.loss.item(), **step_metrics(out, inputs, vla.action_tokenizer)}.items():
                 totals[k] = totals.get(k, 0.0) + v
@@ -115,7 +116,7 @@ def train(
         # Metrics cost a device sync and an argmax over all logits: only for steps that are logged.
         logged = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps
         for micro in range(cfg.grad_accum):
-            inputs = _to(next(batches), vla)
+            inputs = model_inputs(next(batches), vla)
             sync = micro == cfg.grad_accum - 1 or not hasattr(model, "no_sync")
             with (nullcontext() if sync else model.no_sync()), autocast_for(cfg, device):
                 out = model(**inputs)
