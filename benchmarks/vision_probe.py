@@ -1,12 +1,14 @@
 """Can the tiny preset learn to read *where* something is in the image? A diagnostic for issue #6.
 
-Two synthetic tasks on 128² images, same model, optimiser and batches (32 per step), trained from scratch:
+Synthetic tasks on 128² images, same model, optimiser and batches (32 per step unless --batch-size), trained from
+scratch:
   brightness  the whole image is one grey level g; target x = g mapped to [-1, 1] (a global feature)
   location    one 10 px red square on grey at a random place; targets (x, y) = its centre in [-1, 1]
   binding     a red and a blue square; the instruction names one ("pick up the blue block"), whose centre is the
               target: the workcell's problem in small (find the part the words name). Not run unless asked (--tasks)
-Reported every `--log-every` steps: the L1 error of (x, y) on that step's batch, against 0.44, the error of the
-best constant prediction for a uniform target. A model that reads the image position drives `location` well below
+Reported every `--log-every` steps: the L1 error of (x, y) on that step's batch and (chunk head) on a fixed held-out
+batch of 128 frames, against 0.44, the error of the best constant prediction for a uniform target. In `binding`,
+finding both squares but not the named one gives about 0.29 (their midpoint). A model that reads the image position drives `location` well below
 it; the shipped recipe's failure (identical first actions in every scene) is this task failing.
 
 With --llm-only gated|additive the vision backbone and projector are replaced by hand-made patch tokens (the
@@ -17,9 +19,19 @@ square's token only ("gated", what a trained encoder gives). It tells whether th
 With --patch-loss W the model gets the training-only patch decoder (models/patch_decoder.py) and W times its
 reconstruction error joins the loss, as `clearvla train --patch-loss W` does; the default model's recipe.
 
+With --attention-loss W (chunk head only) the model gets learned slot embeddings and W times the attention
+supervision loss (models/attention_target.py): the slots should look at the patches of the square the instruction
+names. It is what the simulator's ground truth gives the workcell.
+
+With --prefix-attention bidirectional (chunk head only) the patches and the instruction attend to each other (a
+prefix-LM; VLAConfig.prefix_attention): with --attention-loss, `binding` then learns within a few hundred steps.
+
+With --batch-size N the steps take N frames: the plateau before attention finds the square is counted in steps, not
+frames, so small batches get past it in less time (the default model's recipe trains with 8).
+
 Run: .venv/bin/python benchmarks/vision_probe.py [--steps 300] [--head chunk|tokens] [--llm-only gated|additive]
-     [--patch-loss 1.0]
-  ->  benchmarks/results/vision_probe_<tasks>[_patch_loss].json (vision_probe_llm_only_*.json with --llm-only)
+     [--patch-loss 1.0] [--attention-loss 1.0] [--prefix-attention bidirectional] [--batch-size 8]
+  ->  benchmarks/results/vision_probe_<tasks>[_patch_loss][_attention_loss][_bidirectional][_bsN].json (vision_probe_llm_only_*.json with --llm-only)
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ from clearvla.train.metrics import action_metrics
 
 SIZE = 128
 STATS = {"probe": {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "mask": [True] * 7}}}
+HELD_OUT = 128  # frames of a fixed held-out batch, scored at every log (chunk head): far less noisy than one batch
 CONSTANT_L1 = 0.44  # targets are uniform on +-0.875 (8 px margins): the best constant, 0, is off by 0.44 on average
 
 
@@ -69,6 +82,26 @@ def make_sample(task: str, rng: np.random.Generator, chunk: int) -> Sample:
     return Sample(image, f"pick up the {colour} block", action[None] if chunk else action, "probe")
 
 
+def held_out_error(vla: VLA, batch: dict) -> float:
+    """xy L1 of a chunk model on a fixed held-out batch (eval mode, no gradients)."""
+    vla.eval()
+    with torch.no_grad():
+        actions = vla(batch["pixel_values"], batch["input_ids"], batch["attention_mask"]).actions
+    vla.train()
+    return float((actions[:, 0, :2] - batch["actions"][:, 0, :2]).abs().mean())
+
+
+def target_patches(actions: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Targets [B, K, A] (the named square's centre in x, y) -> [B, 1, G, G] attention masks: 1 on the patches the
+    10 px square touches."""
+    grid = SIZE // patch_size
+    centres = ((actions[:, 0, :2] + 1) / 2 * SIZE).round().long().tolist()
+    mask = torch.zeros(len(centres), grid, grid)
+    for row, (x, y) in enumerate(centres):
+        mask[row, (y - 5) // patch_size : (y + 4) // patch_size + 1, (x - 5) // patch_size : (x + 4) // patch_size + 1] = 1
+    return mask[:, None]
+
+
 def synthetic_prefix(vla: VLA, mode: str, seed: int):
     """A stand-in for `vla.prefix`: [B, G*G, D] tokens, grey everywhere but the red square's cell, whose position
     code is added to every token ("additive") or to the square's only ("gated")."""
@@ -90,25 +123,33 @@ def synthetic_prefix(vla: VLA, mode: str, seed: int):
 
 
 def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, patch_size: int,
-        llm_only: str | None = None, patch_loss: float = 0.0) -> list[dict]:
+        llm_only: str | None = None, patch_loss: float = 0.0, batch_size: int = 32,
+        attention_loss: float = 0.0, prefix_attention: str = "causal") -> list[dict]:
     torch.manual_seed(seed)
     chunk = 1 if head == "chunk" else 0
+    if (attention_loss or prefix_attention != "causal") and not chunk:
+        raise SystemExit("--attention-loss and --prefix-attention need action slots: use --head chunk")
     vision = tuple(replace(v, patch_size=patch_size) for v in get_config("tiny", image_size=SIZE).vision)
     decoder = PATCH_DECODER_RESOLUTION if patch_loss else 0
     vla = VLA.from_config("tiny", image_size=SIZE, seed=seed, norm_stats=STATS, action_chunk=chunk, vision=vision,
-                          patch_decoder=decoder).train()
+                          patch_decoder=decoder, slot_embeddings=bool(attention_loss),
+                          prefix_attention=prefix_attention).train()
     if llm_only:
         vla.prefix = synthetic_prefix(vla, llm_only, seed)
     collator = VLACollator(vla.tokenizer, vla.processor)
     optimizer = torch.optim.AdamW(vla.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
+    held_out = collator([make_sample(task, np.random.default_rng(seed + 12345), chunk) for _ in range(HELD_OUT)])
     history, start = [], time.perf_counter()
     for step in range(steps + 1):
-        batch = collator([make_sample(task, rng, chunk) for _ in range(32)])
+        batch = collator([make_sample(task, rng, chunk) for _ in range(batch_size)])
         inputs = {"actions": batch["actions"]} if chunk else {"labels": batch["labels"]}
+        if attention_loss:
+            inputs["attention_target"] = target_patches(batch["actions"], patch_size)
         out = vla(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], **inputs)
         optimizer.zero_grad()
-        (out.loss + patch_loss * out.patch_loss if patch_loss else out.loss).backward()
+        loss = out.loss + (patch_loss * out.patch_loss if patch_loss else 0) + (attention_loss * out.attention_loss if attention_loss else 0)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(vla.parameters(), 1.0)
         optimizer.step()
         if step % log_every == 0:
@@ -116,7 +157,10 @@ def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, 
                 error = float((out.actions[:, 0, :2] - batch["actions"][:, 0, :2]).abs().mean().detach())
             else:  # token models: the L1 of decoded argmax actions, all 7 dims (5 are constant 0) -> rescale to x, y
                 error = action_metrics(out.logits, batch["labels"], vla.action_tokenizer)["action_l1"] * 7 / 2
-            history.append({"step": step, "xy_l1": round(error, 3), "seconds": round(time.perf_counter() - start, 1)})
+            row = {"step": step, "xy_l1": round(error, 3), "seconds": round(time.perf_counter() - start, 1)}
+            if chunk:
+                row["held_out_xy_l1"] = round(held_out_error(vla, held_out), 3)
+            history.append(row)
             print(task, head, history[-1], flush=True)
     return history
 
@@ -133,18 +177,26 @@ def main() -> None:
     parser.add_argument("--llm-only", choices=("gated", "additive"), default=None,
                         help="replace vision + projector by hand-made patch tokens (location task only)")
     parser.add_argument("--tasks", nargs="+", choices=("brightness", "location", "binding"), default=["brightness", "location"])
+    parser.add_argument("--attention-loss", type=float, default=0.0,
+                        help="weight of the slots' attention supervision (0: off; chunk head, learned slot embeddings)")
+    parser.add_argument("--prefix-attention", choices=("causal", "bidirectional"), default="causal",
+                        help="chunk head: how patches and instruction attend to each other")
+    parser.add_argument("--batch-size", type=int, default=32, help="frames per step")
     parser.add_argument("--patch-loss", type=float, default=0.0, help="weight of the patch-reconstruction loss (0: off)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tasks = ("location",) if args.llm_only else tuple(args.tasks)
     results = {task: run(task, args.head, args.steps, args.lr, args.log_every, args.seed, args.patch_size, args.llm_only,
-                         args.patch_loss)
+                         args.patch_loss, args.batch_size, args.attention_loss, args.prefix_attention)
                for task in tasks}
-    summary = {task: float(np.mean([h["xy_l1"] for h in rows[-4:]])) for task, rows in results.items()}
+    summary = {task: float(np.mean([h.get("held_out_xy_l1", h["xy_l1"]) for h in rows[-4:]])) for task, rows in results.items()}
     name = f"vision_probe_llm_only_{args.llm_only}" if args.llm_only else "_".join(["vision_probe", *tasks] + (["patch_loss"] if args.patch_loss else []))
+    name += "_attention_loss" if args.attention_loss else ""
+    name += f"_{args.prefix_attention}" if args.prefix_attention != "causal" else ""
+    name += f"_bs{args.batch_size}" if args.batch_size != 32 else ""
     path = write_result(name, {"preset": "tiny", "image_size": SIZE, "patch_size": args.patch_size, "head": args.head,
-                               "lr": args.lr, "llm_only": args.llm_only, "patch_loss": args.patch_loss, "batch_size": 32, "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
-    print(f"\nfinal xy L1 (mean of the last 4 logs; constant prediction ~{CONSTANT_L1}): {summary}\nwrote {path}")
+                               "lr": args.lr, "llm_only": args.llm_only, "patch_loss": args.patch_loss, "attention_loss": args.attention_loss, "prefix_attention": args.prefix_attention, "batch_size": args.batch_size, "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
+    print(f"\nfinal xy L1 (held-out when logged; mean of the last 4 logs; constant prediction ~{CONSTANT_L1}): {summary}\nwrote {path}")
 
 
 if __name__ == "__main__":

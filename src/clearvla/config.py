@@ -19,6 +19,7 @@ from clearvla.models.vit import ViTConfig
 
 FUSED_ARCH = "no-align+fused-gelu-mlp"
 PLAIN_ARCH = "no-align+gelu-mlp"
+PREFIX_ATTENTION = ("causal", "bidirectional")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ class VLAConfig:
     # Training only: r > 0 adds `patch_decoder`, which reconstructs each patch at r x r pixels from its LLM input
     # token (models/patch_decoder.py); inference ignores it, as it ignores SigLIP's attention-pool head.
     patch_decoder: int = 0
+    # Chunk models: True gives each of the K x A action slots a learned embedding (`action_slots`, N(0, 1)) in place
+    # of OpenVLA-OFT's zero vectors, so the slots' first-layer queries can already read the instruction; needed by
+    # attention supervision (models/attention_target.py).
+    slot_embeddings: bool = False
+    # Chunk models: "causal" (OpenVLA-OFT) or "bidirectional", a prefix-LM as in PaliGemma / pi0: image patches,
+    # state and instruction all attend to each other (never to the slots), so a patch can read which part the words
+    # name before the slots look for it (benchmarks/vision_probe.py, `binding`).
+    prefix_attention: str = "causal"
 
     def __post_init__(self) -> None:
         if len(self.vision) != len(self.image_sizes) or len(self.vision) not in (1, 2):
@@ -68,6 +77,12 @@ class VLAConfig:
             raise ConfigError(f"proprio_dim must be an integer >= 0, got {self.proprio_dim!r}")
         if not isinstance(self.patch_decoder, int) or self.patch_decoder < 0:
             raise ConfigError(f"patch_decoder must be an integer >= 0, got {self.patch_decoder!r}")
+        if self.prefix_attention not in PREFIX_ATTENTION:
+            raise ConfigError(f"prefix_attention must be one of {', '.join(PREFIX_ATTENTION)}, got {self.prefix_attention!r}")
+        if self.prefix_attention != "causal" and not self.action_chunk:
+            raise ConfigError("a bidirectional prefix needs an action-chunk model (action_chunk > 0): action tokens are decoded causally")
+        if self.slot_embeddings and not self.action_chunk:
+            raise ConfigError("slot_embeddings needs an action-chunk model (action_chunk > 0)")
         for name in ("action_chunk", "action_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "action_chunk" else 1):
@@ -205,6 +220,15 @@ class TrainConfig:
     patch_loss: float = 0.0
     """> 0: add a training-only patch decoder and this weight times its reconstruction error to the loss (helps
     models trained from scratch learn where things are; models/patch_decoder.py)."""
+    prefix_attention: str = "causal"
+    """Chunk models: causal (OpenVLA-OFT) | bidirectional (a prefix-LM: patches, state and instruction attend to each
+    other, so a patch can read which part the words name)."""
+    slot_embeddings: bool = False
+    """Chunk models: learned action-slot embeddings instead of OpenVLA-OFT's zero slots."""
+    attention_loss: float = 0.0
+    """> 0 (chunk models): add this weight times the attention supervision loss, which asks the action slots to look
+    at the part and target the instruction names (needs datasets with attention masks, e.g. `clearvla sim record`;
+    turns on slot_embeddings; models/attention_target.py)."""
     drop_outliers: bool = True
     """Cleaning: drop episodes with an action beyond outlier_k x IQR of the dataset (per dimension)."""
     outlier_k: float = 3.0
@@ -258,6 +282,13 @@ class TrainConfig:
             raise ConfigError(f"got {len(self.weights)} weights for {len(self.datasets)} datasets")
         if self.patch_loss < 0:
             raise ConfigError(f"patch_loss must be >= 0, got {self.patch_loss}")
+        if self.prefix_attention not in PREFIX_ATTENTION:
+            raise ConfigError(f"prefix_attention {self.prefix_attention!r} is not one of: {', '.join(PREFIX_ATTENTION)}")
+        if self.attention_loss < 0:
+            raise ConfigError(f"attention_loss must be >= 0, got {self.attention_loss}")
+        if (self.prefix_attention != "causal" or self.slot_embeddings or self.attention_loss) and not self.action_chunk:
+            raise ConfigError("prefix_attention=bidirectional, slot_embeddings and attention_loss need an action-chunk "
+                              "model (action_chunk > 0)")
         for name in ("batch_size", "grad_accum", "max_steps", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -114,3 +114,45 @@ def test_proprio_needs_a_state_stream(tmp_path, synth, tiny_tokenizer, processor
     mixture = Mixture.build([root], val_fraction=0.0)
     with pytest.raises(ConfigError, match="no proprio"):
         next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=2, num_workers=0, proprio=True)))
+
+
+def _with_attention(episode, seed: int):
+    """`episode` with random 8 x 8 attention masks for both cameras."""
+    rng = np.random.default_rng(seed)
+    episode.attention = {c: (rng.random((len(episode), 8, 8)) < 0.2).astype(np.uint8) for c in episode.images}
+    return episode
+
+
+def test_attention_masks_round_trip_and_reach_the_batch_per_camera(tmp_path, synth, tiny_tokenizer, processor):
+    root = tmp_path / "masked"
+    episodes = [_with_attention(synth.make_episode(12, seed=k), k) for k in range(2)]
+    with LeRobotWriter(root, fps=10) as writer:
+        for episode in episodes:
+            writer.add_episode(episode)
+    mixture = Mixture.build([root], val_fraction=0.5)
+    member = mixture.members[0]
+    entry = member.index.episodes[int(member.val[0])]
+    stored = member.source.load(entry.index, images=False)
+    for camera in ("image", "wrist_image"):
+        np.testing.assert_array_equal(stored.attention[camera], episodes[entry.index].attention[camera])
+    loader = make_dataloader(mixture, tiny_tokenizer, processor, split="val", batch_size=64, num_workers=0,
+                             cameras=("wrist_image", "image"), action_chunk=2, attention=True)
+    (batch,) = list(loader)
+    kept = entry.steps
+    assert batch["attention_target"].shape == (len(kept), 2, 8, 8) and batch["attention_target"].dtype == torch.uint8
+    np.testing.assert_array_equal(batch["attention_target"][:, 0].numpy(), stored.attention["wrist_image"][kept])
+    np.testing.assert_array_equal(batch["attention_target"][:, 1].numpy(), stored.attention["image"][kept])
+    plain = make_dataloader(mixture, tiny_tokenizer, processor, split="val", batch_size=64, num_workers=0, action_chunk=2)
+    assert "attention_target" not in next(iter(plain))
+
+
+def test_attention_supervision_needs_masks(tmp_path, dataset, tiny_tokenizer, processor):
+    mixture = Mixture.build([dataset(tmp_path / "unmasked", 2, 0)], val_fraction=0.0)
+    with pytest.raises(ConfigError, match="no attention masks"):
+        next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=2, num_workers=0, attention=True)))
+
+
+def test_episodes_refuse_masks_of_the_wrong_length(synth):
+    episode = synth.make_episode(12, seed=0)
+    with pytest.raises(DataError, match="attention masks of camera 'image' must be"):
+        type(episode)(episode.images, episode.actions, "x", attention={"image": np.zeros((11, 8, 8), np.uint8)})

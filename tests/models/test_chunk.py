@@ -37,6 +37,32 @@ def test_slot_attention_is_causal_for_text_bidirectional_for_slots_and_blind_to_
     assert positions[1].tolist() == [0, 1, 2, 3, 4, 5, 6]
 
 
+def test_a_bidirectional_prefix_sees_itself_both_ways_but_never_the_slots():
+    valid = torch.tensor([[1, 1, 1, 0]])
+    m = slot_attention(valid, n_slots=2, bidirectional_prefix=True)[0][0, 0]
+    assert m[0, :3].all() and m[1, 2]  # real tokens see later real tokens too
+    assert not m[:4, 4:].any() and not m[:, 3].any()  # still blind to the slots; nobody sees padding
+    assert m[4:, :3].all() and m[4:, 4:].all()
+
+
+def test_bidirectional_prefix_lets_patches_read_the_instruction_and_round_trips(tmp_path):
+    causal = VLA.from_config("tiny", image_size=32, seed=0, norm_stats=NORM, action_chunk=K).eval()
+    both = VLA.from_config("tiny", image_size=32, seed=0, norm_stats=NORM, action_chunk=K, prefix_attention="bidirectional").eval()
+    both.load_state_dict(causal.state_dict())  # same weights: only the mask differs
+    with torch.no_grad():
+        a, b = (m.predict_action_chunk(_image(0), "pick up the red block", "sim") for m in (causal, both))
+    assert not np.allclose(a, b)
+    both.save_pretrained(tmp_path / "ckpt")
+    loaded = VLA.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.config.prefix_attention == "bidirectional"
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.predict_action_chunk(_image(0), "pick up the red block", "sim"), b, atol=1e-6)
+    with pytest.raises(ConfigError, match="prefix_attention"):
+        VLA.from_config("tiny", image_size=32, action_chunk=K, prefix_attention="sideways")
+    with pytest.raises(ConfigError, match="bidirectional prefix needs an action-chunk model"):
+        VLA.from_config("tiny", image_size=32, prefix_attention="bidirectional")
+
+
 def test_chunk_prediction_shape_units_and_padding_invariance(chunk_vla):
     images, texts = [_image(0), _image(1)], ["pick up the red block", "push the small grey nut to the left side"]
     both = chunk_vla.predict_action_chunk(images, texts)

@@ -9,7 +9,8 @@ import pytest
 import clearvla.sim  # noqa: F401  registers the ids
 from clearvla.errors import ConfigError, InputError
 from clearvla.sim import ENV_ID, ENV_IDS, suites
-from clearvla.sim.env import PROPRIO_KEYS, WorkcellEnv
+from clearvla.sim.env import ATTENTION_RESOLUTION, PROPRIO_KEYS, WorkcellEnv
+from clearvla.sim.scene import FRONT_CAMERA
 from clearvla.sim.objects import SceneObject
 
 
@@ -118,3 +119,26 @@ def test_truncates_at_task_step_limit() -> None:
         steps += 1
         done = terminated or truncated
     assert truncated and not terminated and reward == 0.0 and steps == info["max_steps"]
+
+
+def test_attention_masks_cover_the_task_part_in_both_cameras() -> None:
+    env = WorkcellEnv("train", image_size=64, attention_masks=True)
+    try:
+        obs, info = env.reset(options={"index": 0})
+        masks = info["attention"]
+        assert set(masks) == {"image", "wrist_image"}
+        assert all(m.shape == (ATTENTION_RESOLUTION, ATTENTION_RESOLUTION) and m.dtype == np.uint8 for m in masks.values())
+        front = masks["image"]
+        assert 0 < front.sum() < front.size // 4  # the part shows, and is small in the front view
+        assert env.setup.task.task == "pick" and env.setup.task.target is None  # so only the part is marked
+        seg = env._renderer.segmentation(env.world.data, FRONT_CAMERA)
+        cell = 64 // ATTENTION_RESOLUTION
+        part = (seg == env.world.body_id(env.setup.task.obj)).reshape(32, cell, 32, cell).any(axis=(1, 3))
+        np.testing.assert_array_equal(front, part.astype(np.uint8))
+        rgb = obs["image"].reshape(32, cell, 32, cell, 3).mean(axis=(1, 3))
+        assert np.abs(rgb[front.astype(bool)].mean(0) - rgb[~front.astype(bool)].mean(0)).max() > 20  # not background
+        assert "attention" not in WorkcellEnv("train", image_size=64).reset(options={"index": 0})[1]
+    finally:
+        env.close()
+    with pytest.raises(ConfigError, match="divisible by 32"):
+        WorkcellEnv("train", image_size=48, attention_masks=True)

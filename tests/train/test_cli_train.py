@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from clearvla.cli import main
+from clearvla.config import TrainConfig
+from clearvla.errors import ConfigError
 from clearvla.data.episode import Episode
 from clearvla.data.formats.lerobot import LeRobotWriter
 from clearvla.models.vla import VLA
@@ -102,3 +104,28 @@ def test_train_with_wrist_camera_and_proprio_then_add_them_to_a_single_image_che
     merged = VLA.from_pretrained(tmp_path / "merged")
     assert merged.config.cameras == ("image", "wrist_image") and merged.proprio_projector is not None
     assert merged.predict_action(views, "push the block", proprio=np.zeros(4)).shape == (7,)
+
+
+def test_attention_supervision_trains_a_bidirectional_chunk_model(tmp_path):
+    """`--attention-loss` reads the datasets' attention masks, logs the loss and saves slot embeddings; token models
+    cannot have it."""
+    root = tmp_path / "masked_pushes"
+    with LeRobotWriter(root, fps=10, robot_type="synthetic") as writer:
+        for e in range(4):
+            masks = np.zeros((10, 8, 8), np.uint8)
+            masks[:, e % 2 * 4 : e % 2 * 4 + 2, 3] = 1
+            actions = np.zeros((10, 7), np.float32)
+            actions[:, 0] = 0.01 if e % 2 else -0.01
+            writer.add_episode(Episode(
+                images={"image": np.full((10, 32, 32, 3), 90, np.uint8)}, actions=actions,
+                instruction="push the block", dataset_name="masked_pushes", attention={"image": masks}))
+    run = tmp_path / "supervised"
+    assert main(["train", "--datasets", str(root), "--run-dir", str(run), "--image-size", "32", "--action-chunk", "2",
+                 "--prefix-attention", "bidirectional", "--attention-loss", "1.0", "--batch-size", "4", "--max-steps", "2",
+                 "--save-every", "2", "--log-every", "1", "--num-workers", "0", "--val-fraction", "0"]) == 0
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["attention_loss"] > 0 for row in logged if "loss" in row)
+    model = VLA.from_pretrained(run / "checkpoints" / "step-00000002" / "model")
+    assert model.config.slot_embeddings and model.config.prefix_attention == "bidirectional"
+    with pytest.raises(ConfigError, match="need an action-chunk model"):
+        TrainConfig(datasets=(str(root),), attention_loss=1.0)

@@ -36,6 +36,7 @@ class Sample(NamedTuple):
     action: np.ndarray  # [A] float, normalised with the dataset's NormStats ([K, A]: the chunk from this frame on)
     dataset_name: str
     proprio: np.ndarray | None = None  # [P] float, normalised with the dataset's proprio NormStats
+    attention: np.ndarray | None = None  # [C, h, w] uint8 attention masks of the model's cameras (attention supervision)
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -87,7 +88,7 @@ def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 class VLACollator:
     """Samples -> {pixel_values [B, C*3*n_backbones, S, S], input_ids, attention_mask, labels, actions, dataset_name,
-    proprio [B, P] (when the samples carry it)}. Each camera's frame is augmented independently.
+    proprio [B, P] and attention_target [B, C, h, w] uint8 (when the samples carry them)}. Each camera's frame is augmented independently.
 
     `augment` (an AugmentConfig, or None for evaluation) runs on the uint8 frames before the processor's
     normalisation. `action_vocab_size` defaults to the tokenizer's base vocabulary (32000 for Llama-2).
@@ -191,6 +192,8 @@ class VLACollator:
         batch["dataset_name"] = [s.dataset_name for s in samples]
         if samples[0].proprio is not None:
             batch["proprio"] = torch.from_numpy(np.stack([s.proprio for s in samples]).astype(np.float32))
+        if samples[0].attention is not None:
+            batch["attention_target"] = torch.from_numpy(np.stack([s.attention for s in samples]))
         return batch
 
     def finish(self, batch: dict) -> dict:

@@ -22,6 +22,9 @@ class Episode:
     is_first / is_last / is_terminal: [T] bool step flags.
     dataset_name: which dataset the episode came from (key of norm_stats).
     metadata:    free-form per-episode facts (seed, task, success, source file ...).
+    attention:   camera name -> [T, h, w] uint8 (1 = the part or target the instruction names shows there, at a
+                 reduced resolution h x w), or None: training-only supervision of where the model should look
+                 (models/attention_target.py); the simulator records it from its ground truth.
     """
 
     images: dict[str, np.ndarray]
@@ -33,6 +36,7 @@ class Episode:
     is_terminal: np.ndarray | None = None
     dataset_name: str = "default"
     metadata: dict[str, Any] = field(default_factory=dict)
+    attention: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.actions = np.asarray(self.actions, dtype=np.float32)
@@ -48,6 +52,9 @@ class Episode:
             self.proprio = np.asarray(self.proprio, dtype=np.float32)
             if self.proprio.ndim != 2 or len(self.proprio) != n:
                 raise DataError(f"episode proprio must be [T={n}, P], got shape {self.proprio.shape}")
+        for name, masks in (self.attention or {}).items():
+            if masks.ndim != 3 or masks.dtype != np.uint8 or len(masks) != n:
+                raise DataError(f"episode attention masks of camera {name!r} must be [T={n}, h, w] uint8, got {masks.shape} {masks.dtype}")
         if self.is_first is None:
             self.is_first = np.arange(n) == 0
         if self.is_last is None:
@@ -83,4 +90,5 @@ class Episode:
             is_terminal=terminal,
             dataset_name=self.dataset_name,
             metadata=dict(self.metadata),
+            attention=None if self.attention is None else {name: masks[steps] for name, masks in self.attention.items()},
         )

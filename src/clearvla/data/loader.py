@@ -30,7 +30,7 @@ from clearvla.errors import ConfigError, DataError
 @dataclass(eq=False)  # identity, not array comparison, when removed from a buffer
 class _Loaded:
     """One decoded episode in a buffer: frames [K, C, S, S, 3] uint8 (C cameras in order), normalised actions
-    [K, A] and proprio [K, P] (or None), a shuffled order."""
+    [K, A], proprio [K, P] and attention masks [K, C, h, w] (or None), a shuffled order."""
 
     frames: np.ndarray
     actions: np.ndarray
@@ -38,6 +38,7 @@ class _Loaded:
     instruction: str
     order: np.ndarray
     cursor: int = 0
+    attention: np.ndarray | None = None
 
     def sample(self, t: int, dataset_name: str, chunk: int = 0) -> Sample:
         """Frame `t`; with `chunk` K > 0 its action is the chunk [K, A] from t on, the last action repeated past
@@ -47,7 +48,8 @@ class _Loaded:
             action = self.actions[np.minimum(np.arange(t, t + chunk), len(self.actions) - 1)]
         else:
             action = self.actions[t]
-        return Sample(self.frames[t], self.instruction, action, dataset_name, proprio)
+        attention = None if self.attention is None else self.attention[t]
+        return Sample(self.frames[t], self.instruction, action, dataset_name, proprio, attention)
 
     @property
     def remaining(self) -> int:
@@ -56,13 +58,14 @@ class _Loaded:
 
 class _EpisodeReader:
     """Loads kept episodes of one dataset as model-sized frames of every camera, normalised actions and proprio
-    (`proprio_stats` None: the model reads no robot state)."""
+    (`proprio_stats` None: the model reads no robot state) and, with `attention`, every camera's attention masks."""
 
     def __init__(
         self, member: MixtureMember, stats: NormStats, proprio_stats: NormStats | None, cameras: tuple[str, ...],
-        processor, on_error: str, skips: SkipLog,
+        processor, on_error: str, skips: SkipLog, attention: bool = False,
     ) -> None:
         self.member, self.stats, self.proprio_stats, self.cameras = member, stats, proprio_stats, cameras
+        self.attention = attention
         self.size, self.processor = int(processor.image_size), processor
         self.on_error, self.skips = on_error, skips
 
@@ -77,6 +80,10 @@ class _EpisodeReader:
                 raise ConfigError(f"dataset {self.member.name!r} has no camera {missing[0]!r}; it has: {have}")
             if self.proprio_stats is not None and episode.proprio is None:
                 raise ConfigError(f"dataset {self.member.name!r} has no proprio (robot state) stream, which the model reads")
+            if self.attention and any(c not in (episode.attention or {}) for c in self.cameras):
+                raise ConfigError(f"dataset {self.member.name!r} has no attention masks for cameras {list(self.cameras)} "
+                                  "(attention supervision needs them: record with `clearvla sim record --image-size` "
+                                  "a multiple of 32)")
             everything = len(kept) == len(episode) and kept[-1] == len(episode) - 1
             frames = [episode.images[c] if everything else episode.images[c][kept] for c in self.cameras]
         except DataError as e:
@@ -91,8 +98,12 @@ class _EpisodeReader:
         if self.proprio_stats is not None:
             assert episode.proprio is not None
             proprio = self.proprio_stats.normalize(episode.proprio[kept]).astype(np.float32)
+        attention = None
+        if self.attention:
+            assert episode.attention is not None
+            attention = np.stack([episode.attention[c][kept] for c in self.cameras], axis=1)
         order = rng.permutation(len(stacked)) if rng is not None else np.arange(len(stacked))
-        return _Loaded(stacked, actions, proprio, entry.instruction, order)
+        return _Loaded(stacked, actions, proprio, entry.instruction, order, attention=attention)
 
     def _resized(self, frames: np.ndarray) -> np.ndarray:
         if frames.shape[1:3] == (self.size, self.size):
@@ -117,6 +128,7 @@ class VLABatches(IterableDataset):
         action_chunk: int = 0,
         buffer_episodes: int = 4,
         on_error: str = "fail",
+        attention: bool = False,
     ) -> None:
         if split not in ("train", "val"):
             raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
@@ -130,12 +142,13 @@ class VLABatches(IterableDataset):
             raise ConfigError(f"action_chunk must be >= 0, got {action_chunk}")
         self.action_chunk = action_chunk
         self.buffer_episodes, self.on_error = buffer_episodes, check_on_error(on_error)
+        self.attention = attention
 
     def _readers(self, skips: SkipLog) -> list[_EpisodeReader]:
         return [
             _EpisodeReader(
                 m, self.mixture.action_stats[m.name], self.mixture.proprio_stats(m.name) if self.proprio else None,
-                self.cameras, self.collator.processor, self.on_error, skips,
+                self.cameras, self.collator.processor, self.on_error, skips, self.attention,
             )
             for m in self.mixture.members
         ]
@@ -245,9 +258,10 @@ def make_dataloader(
     on_error: str = "fail",
     prefetch_factor: int = 2,
     action_vocab_size: int | None = None,
+    attention: bool = False,
 ) -> DataLoader:
     """DataLoader of model-ready batches {pixel_values, input_ids, attention_mask, labels, actions, dataset_name,
-    proprio (with proprio=True)}. `cameras` are the model's, in its order (`VLAConfig.cameras`). With `action_chunk`
+    proprio (with proprio=True), attention_target (with attention=True)}. `cameras` are the model's, in its order (`VLAConfig.cameras`). With `action_chunk`
     K > 0 (chunk models) `actions` is [B, K, A] and the tokens are the prompt alone.
 
     `augment=True` uses OpenVLA's augmentation on "train" (never on "val"). Training batches never end; stop
@@ -257,7 +271,7 @@ def make_dataloader(
     collator = VLACollator(tokenizer, processor, augment=config, action_vocab_size=action_vocab_size, seed=seed)
     dataset = VLABatches(
         mixture, collator, split=split, batch_size=batch_size, seed=seed, cameras=cameras, proprio=proprio,
-        action_chunk=action_chunk, buffer_episodes=buffer_episodes, on_error=on_error,
+        action_chunk=action_chunk, buffer_episodes=buffer_episodes, on_error=on_error, attention=attention,
     )
     return VLADataLoader(
         dataset,

@@ -84,6 +84,8 @@ def config_to_json(config: VLAConfig, norm_stats: dict[str, Any], dtype: torch.d
             "action_chunk": config.action_chunk,
             "action_dim": config.action_dim,
             "patch_decoder": config.patch_decoder,
+            "slot_embeddings": config.slot_embeddings,
+            "prefix_attention": config.prefix_attention,
         },
     }
 
@@ -130,6 +132,8 @@ def config_from_json(raw: dict[str, Any], where: str) -> tuple[VLAConfig, dict[s
             action_chunk=int(extra.get("action_chunk", 0)),
             action_dim=int(extra.get("action_dim", 7)),
             patch_decoder=int(extra.get("patch_decoder", 0)),
+            slot_embeddings=bool(extra.get("slot_embeddings", False)),
+            prefix_attention=str(extra.get("prefix_attention", "causal")),
         )
     except ConfigError as e:
         raise CheckpointError(f"{where}: {e}") from None

@@ -16,11 +16,13 @@ from torch import nn
 @dataclass
 class ChunkOutput:
     """A chunk model's forward: `actions` [B, K, A] normalised; `loss` the mean L1 to the targets (when given);
-    `patch_loss` the patch decoder's reconstruction error (models with one, when given targets)."""
+    `patch_loss` the patch decoder's reconstruction error (models with one, when given targets); `attention_loss`
+    the slots' attention supervision (when given an attention target; models/attention_target.py)."""
 
     loss: torch.Tensor | None
     actions: torch.Tensor
     patch_loss: torch.Tensor | None = None
+    attention_loss: torch.Tensor | None = None
 
 
 class _ResidualBlock(nn.Module):
@@ -65,19 +67,24 @@ class L1ActionHead(nn.Module):
         return self.model(slot_states.reshape(b, self.chunk, self.action_dim * d))
 
 
-def slot_attention(valid: torch.Tensor, n_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+def slot_attention(
+    valid: torch.Tensor, n_slots: int, bidirectional_prefix: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention for a right-padded sequence [B, T] (valid: 1 = real token) followed by `n_slots` action slots.
 
     Returns (mask [B, 1, T + S, T + S] bool, True = may attend; position_ids [B, T + S]). Real tokens attend
-    causally to real tokens, as in the autoregressive model; slots attend to every real token and to every slot
-    (bidirectional), and nothing attends to padding. Slots take the positions right after each row's last real
-    token, so a row's padding changes nothing.
+    causally to real tokens, as in the autoregressive model, or to all real tokens with `bidirectional_prefix`
+    (a prefix-LM); slots attend to every real token and to every slot (bidirectional); real tokens never see slots
+    and nothing attends to padding. Slots take the positions right after each row's last real token, so a row's
+    padding changes nothing.
     """
     b, t = valid.shape
     valid = valid.bool()
     total = t + n_slots
     keys = torch.cat([valid, valid.new_ones(b, n_slots)], dim=1)  # [B, T + S]
     causal = torch.ones(total, total, dtype=torch.bool, device=valid.device).tril()
+    if bidirectional_prefix:
+        causal[:t, :t] = True
     causal[t:, :] = True  # slot queries see everything (padding is removed by `keys`); text rows never see slots
     mask = causal[None] & keys[:, None, :]
     positions = valid.long().cumsum(1) - 1

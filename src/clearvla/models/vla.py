@@ -11,8 +11,12 @@ embedding (`camera_embedding`), in the config's camera order; and the robot stat
 With config `action_chunk` K > 0 (OpenVLA-OFT parallel decoding), `actions` are K x A empty slots that attend to
 each other bidirectionally, and `action_head` (models/heads.py) reads them as a chunk of K actions in one forward.
 
+With config `slot_embeddings`, the slots start from learned embeddings (`action_slots`) instead of zeros; with
+`prefix_attention="bidirectional"` the tokens before the slots attend to each other both ways (a prefix-LM).
+
 With config `patch_decoder` r > 0, `patch_decoder` (models/patch_decoder.py) gives training a patch-reconstruction
-loss; inference never runs it.
+loss; inference never runs it. Likewise `attention_target` (models/attention_target.py) gives chunk models a loss on
+where the slots look.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from clearvla.actions.normalize import action_stats, select_stats, stream_stats
 from clearvla.actions.tokenizer import ActionTokenizer
 from clearvla.config import VLAConfig, get_config
 from clearvla.errors import CheckpointError, InputError
+from clearvla.models.attention_target import attention_loss, captured_attention, patch_mask
 from clearvla.models.decoding import greedy_decode
 from clearvla.models.heads import ChunkOutput, L1ActionHead, slot_attention
 from clearvla.models.patch_decoder import PatchDecoder
@@ -71,6 +76,8 @@ class VLA(nn.Module):
         self.proprio_projector = ProprioProjector(config.proprio_dim, dim) if config.proprio_dim else None
         self.action_head = L1ActionHead(dim, config.action_dim, config.action_chunk) if config.action_chunk else None
         self.patch_decoder = PatchDecoder(dim, config.patch_decoder) if config.patch_decoder else None
+        n_slots = config.action_chunk * config.action_dim
+        self.action_slots = nn.Embedding(n_slots, dim) if config.slot_embeddings else None  # N(0, 1)
         self.processor = processor or ImageProcessor(
             config.image_sizes[0], tuple(v.mean for v in config.vision), tuple(v.std for v in config.vision),
             config.image_resize_strategy,
@@ -198,6 +205,7 @@ class VLA(nn.Module):
         labels: torch.Tensor | None = None,
         proprio: torch.Tensor | None = None,
         actions: torch.Tensor | None = None,
+        attention_target: torch.Tensor | None = None,
     ) -> CausalLMOutputWithPast | ChunkOutput:
         """pixel_values [B, n_cameras*3*n_backbones, S, S], input_ids / attention_mask / labels [B, L], proprio [B, P]
         (models with proprio_dim > 0) -> logits [B, L + N, V] (N = num_prefix_tokens) and, with labels, the mean
@@ -207,7 +215,8 @@ class VLA(nn.Module):
         actions [B, K, A] and, given target `actions` [B, K, A] (normalised), their mean L1 loss; labels are unused.
 
         Models with a `patch_decoder` also return `patch_loss` (scalar) when given targets; `loss` excludes it (the
-        trainer weighs it in).
+        trainer weighs it in). Chunk models given `attention_target` [B, n_cameras, h, w] masks (1 where the part the
+        instruction names shows; any resolution) return its `attention_loss` (models/attention_target.py) the same way.
         """
         embeddings = self.embed(pixel_values, input_ids, proprio)
         b, n = input_ids.shape[0], self.num_prefix_tokens
@@ -219,9 +228,11 @@ class VLA(nn.Module):
             patches = embeddings[:, 1 : 1 + cameras * self.vision_backbone.num_patches]
             patch_loss = self.patch_decoder.loss(patches, pixel_values, cameras)
         if self.action_head is not None:
-            out = self._forward_chunk(embeddings, attention_mask, actions)
+            out = self._forward_chunk(embeddings, attention_mask, actions, attention_target)
             out.patch_loss = patch_loss
             return out
+        if attention_target is not None:
+            raise InputError("attention_target supervises action slots: it needs a chunk model (action_chunk > 0)")
         if labels is not None:
             ignored = labels.new_full((b, n), IGNORE_INDEX)
             labels = torch.cat([labels[:, :1], ignored, labels[:, 1:]], dim=1)
@@ -231,23 +242,41 @@ class VLA(nn.Module):
         return out
 
     def _forward_chunk(
-        self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, targets: torch.Tensor | None
+        self,
+        embeddings: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        targets: torch.Tensor | None,
+        attention_target: torch.Tensor | None = None,
     ) -> ChunkOutput:
         head = self.action_head
         assert head is not None
         b, t, d = embeddings.shape
         n_slots = head.chunk * head.action_dim
         valid = attention_mask if attention_mask is not None else embeddings.new_ones(b, t, dtype=torch.long)
-        mask, positions = slot_attention(valid, n_slots)
-        sequence = torch.cat([embeddings, embeddings.new_zeros(b, n_slots, d)], dim=1)
-        hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=mask, position_ids=positions)
+        mask, positions = slot_attention(valid, n_slots, self.config.prefix_attention == "bidirectional")
+        if self.action_slots is not None:
+            slots = self.action_slots.weight.to(embeddings.dtype).expand(b, n_slots, d)
+        else:
+            slots = embeddings.new_zeros(b, n_slots, d)
+        sequence = torch.cat([embeddings, slots], dim=1)
+        supervised = None
+        if attention_target is None:
+            hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=mask, position_ids=positions)
+        else:
+            additive = torch.zeros(mask.shape, dtype=sequence.dtype, device=mask.device)
+            additive.masked_fill_(~mask, torch.finfo(sequence.dtype).min)  # eager attention adds its mask
+            with captured_attention(self.language_model) as attention:
+                hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=additive, position_ids=positions)
+            grid = self.config.image_sizes[0] // self.config.vision[0].patch_size
+            target = patch_mask(attention_target, len(self.config.cameras), grid)
+            supervised = attention_loss(attention["weights"], target, 1, n_slots)
         predicted = head(hidden.last_hidden_state[:, t:])
         loss = None
         if targets is not None:
             if targets.shape != predicted.shape:
                 raise InputError(f"actions must be [B, {head.chunk}, {head.action_dim}] (the chunk), got {tuple(targets.shape)}")
             loss = nn.functional.l1_loss(predicted.float(), targets.float())
-        return ChunkOutput(loss, predicted)
+        return ChunkOutput(loss, predicted, attention_loss=supervised)
 
     # --- inference ----------------------------------------------------------------------------------
     def action_dim(self, unnorm_key: str | None = None) -> int:

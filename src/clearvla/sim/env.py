@@ -36,6 +36,9 @@ ACTION_LOW = np.array([-0.03, -0.03, -0.03, -0.25, -0.25, -0.25, 0.0], dtype=np.
 ACTION_HIGH = np.array([0.03, 0.03, 0.03, 0.25, 0.25, 0.25, 1.0], dtype=np.float32)
 
 
+ATTENTION_RESOLUTION = 32  # side of the recorded attention masks (image_size must be a multiple)
+
+
 class WorkcellEnv(gym.Env):
     """Industrial workcell: a UR5-like arm, parts, bins; language-conditioned pick/place/stack/push tasks.
 
@@ -45,6 +48,8 @@ class WorkcellEnv(gym.Env):
     images:        render cameras at all (False gives proprio-only observations, for fast expert runs).
     control_hz:    control rate; each step integrates 1 / control_hz seconds of physics.
     physics_dt:    MuJoCo timestep in seconds.
+    attention_masks: also give info["attention"], per camera a [32, 32] uint8 mask of where the task's part and
+                   target show (from a segmentation render), the ground truth for attention supervision.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -60,8 +65,12 @@ class WorkcellEnv(gym.Env):
         physics_dt: float = 0.002,
         render_mode: str | None = None,
         limits: ArmLimits | None = None,
+        attention_masks: bool = False,
     ) -> None:
         self.suite = suites.check_suite(suite)
+        if attention_masks and (not images or image_size % ATTENTION_RESOLUTION):
+            raise ConfigError(f"attention masks need rendered images of a size divisible by {ATTENTION_RESOLUTION}, got "
+                              f"images={images} image_size={image_size}")
         if not isinstance(image_size, int) or not 16 <= image_size <= 1024:
             raise ConfigError(f"image_size must be an integer in [16, 1024], got {image_size!r}")
         if not control_hz > 0 or not 0 < physics_dt <= 1.0 / control_hz:
@@ -73,6 +82,8 @@ class WorkcellEnv(gym.Env):
         self.image_size = image_size
         self.wrist_camera = wrist_camera and images
         self.images = images
+        self.attention_masks = attention_masks
+        self._attention: dict[str, np.ndarray] = {}
         self.control_dt = 1.0 / control_hz
         self.physics_dt = physics_dt
         self.render_mode = render_mode
@@ -175,13 +186,31 @@ class WorkcellEnv(gym.Env):
             self._frame = obs["image"] = self._camera(FRONT_CAMERA)
             if self.wrist_camera:
                 obs["wrist_image"] = self._camera(WRIST_CAMERA)
+        if self.attention_masks:
+            self._attention = self._attention_masks()
         obs["proprio"] = self.world.arm.proprio(self.world.data)
         return obs
+
+    def _attention_masks(self) -> dict[str, np.ndarray]:
+        """Per camera, [R, R] uint8 (R = ATTENTION_RESOLUTION): 1 where a pixel of the task's part or target shows."""
+        assert self._renderer is not None and self.world is not None and self.setup is not None
+        task = self.setup.task
+        bodies = [self.world.body_id(name) for name in (task.obj, task.target) if name]
+        cameras = {"image": FRONT_CAMERA, **({"wrist_image": WRIST_CAMERA} if self.wrist_camera else {})}
+        cell = self.image_size // ATTENTION_RESOLUTION
+        masks = {}
+        for key, camera in cameras.items():
+            shows = np.isin(self._renderer.segmentation(self.world.data, camera), bodies)
+            r = ATTENTION_RESOLUTION
+            masks[key] = shows.reshape(r, cell, r, cell).any(axis=(1, 3)).astype(np.uint8)
+        return masks
 
     def _info(self, *, success: bool) -> dict[str, Any]:
         assert self.setup is not None
         s = self.setup
+        extra = {"attention": dict(self._attention)} if self.attention_masks else {}
         return {
+            **extra,
             "instruction": s.instruction,
             "task": s.task.task,
             "success": bool(success),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from clearvla.errors import ConfigError
 from clearvla.sim import suites
-from clearvla.sim.env import WorkcellEnv
+from clearvla.sim.env import ATTENTION_RESOLUTION, WorkcellEnv
 from clearvla.sim.expert import ScriptedExpert
 from clearvla.sim.rollout import run_episode
 
@@ -39,7 +39,8 @@ def record_demos(
     on_episode: Callable[[bool], None] | None = None,
 ) -> RecordReport:
     """Run the expert on `suite` episodes start, start+1, ... and write the first `episodes` successful ones to
-    a new LeRobot v3 dataset at `out`. `on_episode(success)` is called after every attempt (for progress bars)."""
+    a new LeRobot v3 dataset at `out`. `on_episode(success)` is called after every attempt (for progress bars).
+    Image sizes divisible by 32 also record per-camera attention masks (where the task's part and target show)."""
     from clearvla.data.formats.lerobot import LeRobotWriter  # pyarrow and video deps only when recording
 
     specs = suites.episodes(suite)
@@ -49,7 +50,8 @@ def record_demos(
         raise ConfigError(f"--start must be in 0..{len(specs) - 1} for suite {suite!r}, got {start}")
     if control_hz != int(control_hz):
         raise ConfigError(f"recording needs an integer control rate (dataset fps), got {control_hz}")
-    env = WorkcellEnv(suite, image_size=image_size, wrist_camera=wrist_camera, control_hz=control_hz)
+    env = WorkcellEnv(suite, image_size=image_size, wrist_camera=wrist_camera, control_hz=control_hz,
+                      attention_masks=image_size % ATTENTION_RESOLUTION == 0)
     expert = ScriptedExpert(env, seed=seed)
     written = attempted = 0
     try:

@@ -50,6 +50,26 @@ class CameraRenderer:
         mujoco.mjr_readPixels(out, None, self._rect, self._context)
         return np.ascontiguousarray(out[::-1])  # OpenGL rows run bottom-up
 
+    def segmentation(self, data: mujoco.MjData, camera: str) -> np.ndarray:
+        """Body id per pixel [size, size] int32 (-1 where no geom shows) from camera `camera` in state `data`."""
+        if self._model is None or self._context is None or self._scene is None:
+            raise RuntimeError("CameraRenderer.segmentation called before bind()")
+        flags = (mujoco.mjtRndFlag.mjRND_SEGMENT, mujoco.mjtRndFlag.mjRND_IDCOLOR)
+        for flag in flags:
+            self._scene.flags[flag] = 1
+        try:
+            colours = self.render(data, camera).astype(np.int64)
+        finally:
+            for flag in flags:
+                self._scene.flags[flag] = 0
+        index = colours[..., 0] + (colours[..., 1] << 8) + (colours[..., 2] << 16) - 1  # scene geom index, -1: none
+        bodies = np.full(self._scene.ngeom + 1, -1, dtype=np.int32)  # last entry: background
+        for i in range(self._scene.ngeom):
+            geom = self._scene.geoms[i]
+            if geom.objtype == mujoco.mjtObj.mjOBJ_GEOM:
+                bodies[i] = self._model.geom_bodyid[geom.objid]
+        return bodies[np.where((index >= 0) & (index < self._scene.ngeom), index, -1)]
+
     def close(self) -> None:
         if self._gl is None:
             return

@@ -35,6 +35,7 @@ class Rollout:
     images: dict[str, list[np.ndarray]] = field(default_factory=dict)
     proprio: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
+    attention: dict[str, list[np.ndarray]] = field(default_factory=dict)  # from envs made with attention_masks=True
     success: bool = False
     final_info: dict[str, Any] = field(default_factory=dict)
 
@@ -51,6 +52,7 @@ class Rollout:
             actions=np.stack(self.actions).astype(np.float32),
             instruction=self.instruction,
             proprio=np.stack(self.proprio).astype(np.float32),
+            attention={name: np.stack(masks) for name, masks in self.attention.items()} or None,
             is_terminal=terminal,
             dataset_name=DATASET_NAME,
             metadata={
@@ -91,6 +93,8 @@ def run_episode(
                     out.images.setdefault(key, []).append(obs[key])
             out.proprio.append(obs["proprio"])
             out.actions.append(action)
+            for key, mask in info.get("attention", {}).items():
+                out.attention.setdefault(key, []).append(mask)
         obs, _, terminated, truncated, info = env.step(action)
         if on_step is not None:
             on_step(obs, info)

@@ -57,6 +57,10 @@ class Workcell:
         for _ in range(self.substeps):
             mujoco.mj_step(self.model, self.data)
 
+    def body_id(self, name: str) -> int:
+        """MuJoCo body id of an object (part, target or distractor) by name."""
+        return self._body[name]
+
     def position(self, name: str) -> np.ndarray:
         """World position [3] (m) of an object's frame."""
         return self.data.xpos[self._body[name]].copy()

@@ -45,6 +45,10 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
         inputs["action_dim"] = action_width(norm_stats)
     if cfg.patch_loss > 0:
         inputs["patch_decoder"] = PATCH_DECODER_RESOLUTION
+    if cfg.prefix_attention != "causal":
+        inputs["prefix_attention"] = cfg.prefix_attention
+    if cfg.slot_embeddings or cfg.attention_loss > 0:
+        inputs["slot_embeddings"] = True
     if Path(cfg.init).is_dir():
         model = VLA.from_pretrained(cfg.init, dtype=torch.float32)
         model = with_inputs(model, replace(model.config, **inputs), cfg.seed)

@@ -22,7 +22,7 @@ from clearvla.train.optim import build_optimizer, build_scheduler
 log = logging.getLogger(__name__)
 
 MODEL_KEYS = ("pixel_values", "input_ids", "attention_mask", "labels", "proprio")  # proprio: models with a state input
-CHUNK_KEYS = ("pixel_values", "input_ids", "attention_mask", "proprio", "actions")  # chunk models regress actions
+CHUNK_KEYS = ("pixel_values", "input_ids", "attention_mask", "proprio", "actions", "attention_target")  # chunk models regress actions
 StepCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -121,12 +121,16 @@ def train(
             with (nullcontext() if sync else model.no_sync()), autocast_for(cfg, device):
                 out = model(**inputs)
                 patch_loss = getattr(out, "patch_loss", None)
+                attention_loss = getattr(out, "attention_loss", None)
                 total = out.loss if patch_loss is None else out.loss + cfg.patch_loss * patch_loss
+                if attention_loss is not None:
+                    total = total + cfg.attention_loss * attention_loss
                 (total / cfg.grad_accum).backward()
             if logged:
                 metrics["loss"] = metrics.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
-                if patch_loss is not None:
-                    metrics["patch_loss"] = metrics.get("patch_loss", 0.0) + patch_loss.item() / cfg.grad_accum
+                for name, value in (("patch_loss", patch_loss), ("attention_loss", attention_loss)):
+                    if value is not None:
+                        metrics[name] = metrics.get(name, 0.0) + value.item() / cfg.grad_accum
                 for k, v in step_metrics(out, inputs, vla.action_tokenizer).items():
                     metrics[k] = metrics.get(k, 0.0) + v / cfg.grad_accum
             window_samples += len(inputs["input_ids"]) * dist.world_size

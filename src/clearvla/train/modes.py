@@ -46,9 +46,9 @@ def lora_target_modules(model: VLA) -> list[str]:
     ]
 
 
-# Modules OpenVLA checkpoints lack (camera embeddings, the proprio MLP, the chunk head): freshly initialised when
-# fine-tuning, so every mode trains them fully, and LoRA adapter checkpoints carry them.
-INPUT_MODULE_NAMES = ("camera_embedding", "proprio_projector", "action_head", "patch_decoder")
+# Modules OpenVLA checkpoints lack (camera embeddings, the proprio MLP, the chunk head and its slot embeddings):
+# freshly initialised when fine-tuning, so every mode trains them fully, and LoRA adapter checkpoints carry them.
+INPUT_MODULE_NAMES = ("camera_embedding", "proprio_projector", "action_head", "action_slots", "patch_decoder")
 
 
 def input_modules(model: VLA) -> list[nn.Module]:

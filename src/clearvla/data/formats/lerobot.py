@@ -11,7 +11,8 @@
     videos/observation.images.<camera>/chunk-000/file-000.mp4   many episodes per file, one after another
 
 Files roll over at `data_files_size_in_mb` / `video_files_size_in_mb`; 1000 files make a chunk. Episode cameras map to
-`observation.images.<name>`, proprio to `observation.state`. Episode metadata round-trips as JSON in the extra
+`observation.images.<name>`, proprio to `observation.state`, attention masks to `observation.attention.<name>` (uint8
+[h, w] per frame; a clearvla column LeRobot ignores). Episode metadata round-trips as JSON in the extra
 episodes column `clearvla/metadata` (LeRobot ignores it).
 """
 
@@ -32,6 +33,7 @@ from clearvla.data.episode import Episode
 from clearvla.data.formats import SkipLog, hash_files, iter_source
 from clearvla.data.formats.lerobot_meta import (
     ACTION,
+    ATTENTION_PREFIX,
     CHUNKS_SIZE,
     DATA_PATH,
     IMAGE_PREFIX,
@@ -147,6 +149,8 @@ class LeRobotWriter:
         if episode.proprio is not None:
             columns[STATE] = pa.FixedSizeListArray.from_arrays(pa.array(episode.proprio.reshape(-1)), episode.proprio.shape[1])
         columns[ACTION] = pa.FixedSizeListArray.from_arrays(pa.array(episode.actions.reshape(-1)), episode.actions.shape[1])
+        for name, masks in sorted((episode.attention or {}).items()):
+            columns[ATTENTION_PREFIX + name] = pa.FixedSizeListArray.from_arrays(pa.array(masks.reshape(-1)), masks[0].size)
         frame_index = np.arange(n, dtype=np.int64)
         columns["timestamp"] = pa.array((frame_index / self.fps).astype(np.float32))
         columns["frame_index"] = pa.array(frame_index)
@@ -264,6 +268,7 @@ class LeRobotSource:
             terminal = None
             if "next.done" in frames.column_names:
                 terminal = frames.column("next.done").to_numpy(zero_copy_only=False).astype(bool)
+            attention = self._attention(frames, n)
         except (KeyError, pa.ArrowException, ValueError) as e:
             raise DataError(f"{where}: malformed frames in {path} ({e})") from None
         decoded: dict[str, np.ndarray] = {}
@@ -277,9 +282,19 @@ class LeRobotSource:
         metadata["episode_index"] = ep
         try:
             return Episode(decoded, actions, self.tasks.get(task_index, ""), proprio, is_terminal=terminal,
-                           dataset_name=self.name, metadata=metadata)
+                           dataset_name=self.name, metadata=metadata, attention=attention)
         except DataError as e:
             raise DataError(f"{where}: {e}") from None
+
+    def _attention(self, frames: pa.Table, n: int) -> dict[str, np.ndarray] | None:
+        """Per-camera attention masks [n, h, w] uint8 (shapes from info.json's features), or None if none recorded."""
+        masks = {}
+        for key, feature in self.info.get("features", {}).items():
+            if key.startswith(ATTENTION_PREFIX) and key in frames.column_names:
+                h, w = feature["shape"]
+                column = frames.column(key).combine_chunks().flatten()
+                masks[key.removeprefix(ATTENTION_PREFIX)] = column.to_numpy(zero_copy_only=False).astype(np.uint8).reshape(n, h, w)
+        return masks or None
 
     def _video(self, key: str, row: dict, n: int, where: str) -> np.ndarray:
         path = self.path / self.info.get("video_path", VIDEO_PATH).format(

@@ -21,6 +21,7 @@ EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 TASKS_PATH = "meta/tasks.parquet"
 IMAGE_PREFIX = "observation.images."
 STATE = "observation.state"
+ATTENTION_PREFIX = "observation.attention."  # clearvla's per-camera attention masks (training-only; LeRobot ignores them)
 ACTION = "action"
 METADATA_COLUMN = "clearvla/metadata"
 EPISODES_PER_META_FILE = 10_000
@@ -85,6 +86,7 @@ class MetaBuilder:
         self.cameras: dict[str, tuple[int, int]] | None = None
         self.action_dim = 0
         self.proprio_dim: int | None = None
+        self.attention: dict[str, tuple[int, int]] = {}
         self._actions: list[np.ndarray] = []
         self._proprio: list[np.ndarray] = []
         self._lengths: list[int] = []
@@ -98,16 +100,18 @@ class MetaBuilder:
     def check_schema(self, episode: Episode) -> None:
         cameras = {name: tuple(frames.shape[1:3]) for name, frames in episode.images.items()}
         proprio = None if episode.proprio is None else episode.proprio.shape[1]
+        attention = {name: tuple(masks.shape[1:]) for name, masks in (episode.attention or {}).items()}
         if self.cameras is None:
             self.cameras, self.action_dim, self.proprio_dim = cameras, episode.actions.shape[1], proprio
+            self.attention = attention
             self._images = {name: _ImageStats() for name in cameras}
             return
-        got = (cameras, episode.actions.shape[1], proprio)
-        want = (self.cameras, self.action_dim, self.proprio_dim)
+        got = (cameras, episode.actions.shape[1], proprio, attention)
+        want = (self.cameras, self.action_dim, self.proprio_dim, self.attention)
         if got != want:
             raise DataError(
-                f"episode {self.n_episodes} does not match the dataset: cameras/sizes, action dim, proprio dim "
-                f"{got} vs {want} of episode 0"
+                f"episode {self.n_episodes} does not match the dataset: cameras/sizes, action dim, proprio dim, "
+                f"attention masks {got} vs {want} of episode 0"
             )
 
     def task_index(self, instruction: str) -> int:
@@ -145,6 +149,8 @@ class MetaBuilder:
             features[STATE] = {"dtype": "float32", "shape": [self.proprio_dim], "names": names}
         names = EEF_ACTION_NAMES if self.action_dim == 7 else [f"action_{i}" for i in range(self.action_dim)]
         features[ACTION] = {"dtype": "float32", "shape": [self.action_dim], "names": names}
+        for name, (h, w) in self.attention.items():
+            features[ATTENTION_PREFIX + name] = {"dtype": "uint8", "shape": [h, w], "names": ["height", "width"]}
         features["timestamp"] = {"dtype": "float32", "shape": [1], "names": None}
         for key in _INDEX_FEATURES[1:]:
             features[key] = {"dtype": "int64", "shape": [1], "names": None}
