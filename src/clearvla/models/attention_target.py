@@ -7,7 +7,7 @@ learned slot embeddings (config `slot_embeddings`), the slots' attention at `SUP
 part after ~100 steps. The target comes from the simulator's ground truth (or any labelled mask); inference never
 uses it.
 
-The loss is -log of the attention mass, averaged over heads and slots, that lands on the target patches.
+The loss is -log of the attention mass (averaged over heads) that lands on the target patches, averaged over slots.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def patch_mask(masks: torch.Tensor, cameras: int, grid: int) -> torch.Tensor:
 def attention_loss(weights: torch.Tensor, target: torch.Tensor, first_patch: int, n_slots: int) -> torch.Tensor:
     """weights [B, H, T, T] (the last `n_slots` rows are the action slots); target [B, C, P] (1 where camera c's
     patch p shows the named part; patches sit at sequence positions first_patch .. first_patch + C*P - 1, camera
-    by camera) -> scalar: mean over rows with any target patch of -log(attention mass on the target patches).
+    by camera) -> scalar: mean over slots of rows with any target patch of -log(the slot's attention mass on the
+    target patches, averaged over heads).
     Rows whose target is empty (the part is out of every camera's view) are left out; all empty gives 0."""
     b, _, t, _ = weights.shape
     if target.ndim != 3 or target.shape[0] != b:
@@ -64,10 +65,10 @@ def attention_loss(weights: torch.Tensor, target: torch.Tensor, first_patch: int
     n_patches = target.shape[1] * target.shape[2]
     if first_patch + n_patches > t - n_slots:
         raise InputError(f"attention_target covers {n_patches} patches but the sequence has room for {t - n_slots - first_patch}")
-    slots = weights[:, :, t - n_slots :, first_patch : first_patch + n_patches].float().mean(dim=(1, 2))  # [B, C*P]
-    mask = target.reshape(b, n_patches).to(slots.dtype)
-    has_target = mask.sum(1) > 0
+    slots = weights[:, :, t - n_slots :, first_patch : first_patch + n_patches].float().mean(dim=1)  # [B, S, C*P]
+    mask = target.reshape(b, 1, n_patches).to(slots.dtype)
+    has_target = mask.sum((1, 2)) > 0
     if not bool(has_target.any()):
         return slots.new_zeros(())
-    mass = (slots * mask).sum(1)
+    mass = (slots * mask).sum(2)  # [B, S]: each slot must look, not just the slots on average
     return -torch.log(mass[has_target] + _EPS).mean()
