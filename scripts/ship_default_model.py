@@ -53,6 +53,10 @@ def main() -> None:
     patch = (f"\n- **Patch reconstruction** (training only): weight {config['patch_loss']}; each camera patch token also decodes its"
              f" own patch at 4×4 pixels (`patch_decoder.*`, unused at inference; final error {last['patch_loss']:.3f})."
              if config.get("patch_loss") else "")
+    binding = (f"\n- **Binding words to parts**: prefix attention `{config.get('prefix_attention', 'causal')}`, learned"
+               f" action-slot embeddings, and attention supervision (weight {config['attention_loss']}) from the"
+               f" simulator's masks: the slots learn to look at the named part and target (training only; final"
+               f" `attention_loss` {last.get('attention_loss', float('nan')):.3f})." if config.get("attention_loss") else "")
     (staging / "README.md").write_text(f"""# clearvla default model
 
 The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fused projector, Llama; 
@@ -64,7 +68,7 @@ The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fuse
 - **Output**: {output}.
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}
   ({config['schedule']}, {config['warmup_steps']} warmup), seed {config['seed']}; about {seconds / 60:.0f} min on a
-  2-core CPU. Final train loss {last['loss']:.3f}, {fit}.{patch}
+  2-core CPU. Final train loss {last['loss']:.3f}, {fit}.{patch}{binding}
 - **Reproduce**: `make default-model` (record → `clearvla train --config configs/default_model.yaml` → this card).
 - **Size**: {size_mb:.1f} MB on disk (float32 safetensors).
 - **Un-normalisation key**: `{next(iter(json.loads((staging / 'dataset_statistics.json').read_text())))}`.
