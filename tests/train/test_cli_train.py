@@ -106,7 +106,7 @@ def test_train_with_wrist_camera_and_proprio_then_add_them_to_a_single_image_che
     assert merged.predict_action(views, "push the block", proprio=np.zeros(4)).shape == (7,)
 
 
-def test_attention_supervision_trains_a_bidirectional_chunk_model(tmp_path):
+def test_attention_supervision_trains_a_bidirectional_chunk_model(tmp_path, capsys):
     """`--attention-loss` reads the datasets' attention masks, logs the loss and saves slot embeddings; token models
     cannot have it."""
     root = tmp_path / "masked_pushes"
@@ -123,6 +123,7 @@ def test_attention_supervision_trains_a_bidirectional_chunk_model(tmp_path):
     assert main(["train", "--datasets", str(root), "--run-dir", str(run), "--image-size", "32", "--action-chunk", "2",
                  "--prefix-attention", "bidirectional", "--attention-loss", "1.0", "--batch-size", "4", "--max-steps", "2",
                  "--save-every", "2", "--log-every", "1", "--num-workers", "0", "--val-fraction", "0"]) == 0
+    assert "done: step 2, loss" in (out := capsys.readouterr().out) and "action L1" in out  # chunk models: no token accuracy
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(row["attention_loss"] > 0 for row in logged if "loss" in row)
     model = VLA.from_pretrained(run / "checkpoints" / "step-00000002" / "model")

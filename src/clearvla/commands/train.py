@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         shutdown(dist)
     if dist.is_main and history:
         last = history[-1]
-        print(f"done: step {last['step']}, loss {last['loss']:.4f}, action accuracy {last.get('action_accuracy', float('nan')):.3f}")
+        fit = (f"action L1 {last['action_l1']:.3f}" if "action_accuracy" not in last and "action_l1" in last
+               else f"action accuracy {last.get('action_accuracy', float('nan')):.3f}")
+        print(f"done: step {last['step']}, loss {last['loss']:.4f}, {fit}")
         print(f"checkpoints in {Path(cfg.run_dir) / 'checkpoints'}; curves in {Path(cfg.run_dir) / 'curves.png'}")
     return 0
