@@ -28,8 +28,8 @@ _EPS = 1e-6
 
 @contextmanager
 def captured_attention(language_model: nn.Module, layer: int = SUPERVISED_LAYER) -> Iterator[dict[str, torch.Tensor]]:
-    """Within the block, forwards of `language_model` (transformers' Llama) run eager attention and leave layer
-    `layer`'s attention weights [B, H, T, T] under key "weights" of the yielded dict."""
+    """Within the block, forwards of `language_model` (transformers' Llama) run eager attention (pass masks through
+    `eager_mask`) and leave layer `layer`'s attention weights [B, H, T, T] under key "weights" of the yielded dict."""
     config = language_model.config
     layers = language_model.model.layers
     if not 0 <= layer < len(layers):
@@ -43,6 +43,12 @@ def captured_attention(language_model: nn.Module, layer: int = SUPERVISED_LAYER)
     finally:
         handle.remove()
         config._attn_implementation = previous
+
+
+def eager_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A bool attention mask (True = may attend) as the additive float mask eager attention needs: transformers' eager
+    path adds the mask to the scores, so a bool mask would add 1 / 0 and mask nothing."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
 
 
 def patch_mask(masks: torch.Tensor, cameras: int, grid: int) -> torch.Tensor:

@@ -34,7 +34,7 @@ from clearvla.actions.normalize import action_stats, select_stats, stream_stats
 from clearvla.actions.tokenizer import ActionTokenizer
 from clearvla.config import VLAConfig, get_config
 from clearvla.errors import CheckpointError, InputError
-from clearvla.models.attention_target import attention_loss, captured_attention, patch_mask
+from clearvla.models.attention_target import attention_loss, captured_attention, eager_mask, patch_mask
 from clearvla.models.decoding import greedy_decode
 from clearvla.models.heads import ChunkOutput, L1ActionHead, slot_attention
 from clearvla.models.patch_decoder import PatchDecoder
@@ -263,10 +263,10 @@ class VLA(nn.Module):
         if attention_target is None:
             hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=mask, position_ids=positions)
         else:
-            additive = torch.zeros(mask.shape, dtype=sequence.dtype, device=mask.device)
-            additive.masked_fill_(~mask, torch.finfo(sequence.dtype).min)  # eager attention adds its mask
             with captured_attention(self.language_model) as attention:
-                hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=additive, position_ids=positions)
+                hidden = self.language_model.model(
+                    inputs_embeds=sequence, attention_mask=eager_mask(mask, sequence.dtype), position_ids=positions
+                )
             grid = self.config.image_sizes[0] // self.config.vision[0].patch_size
             target = patch_mask(attention_target, len(self.config.cameras), grid)
             supervised = attention_loss(attention["weights"], target, 1, n_slots)
