@@ -7,7 +7,17 @@ import math
 import pytest
 import torch
 
-from clearvla.data.augment import AugmentConfig, augment, colour_matrices, sample_params, to_unit
+from clearvla.data.augment import (
+    AugmentConfig,
+    AugmentParams,
+    augment,
+    colour_matrices,
+    crop_masks,
+    crop_resize,
+    sample_params,
+    to_unit,
+)
+from clearvla.errors import InputError
 
 IDENTITY = AugmentConfig(crop_scale=(1.0, 1.0), brightness=0.0, contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=0.0)
 
@@ -57,3 +67,23 @@ def test_colour_matrices():
     rot = colour_matrices(torch.ones(1), torch.tensor([0.05]))[0]
     torch.testing.assert_close(rot.sum(dim=1), torch.ones(3), atol=1e-6, rtol=0)  # greys stay grey
     assert not torch.allclose(rot, torch.eye(3))
+
+
+def test_attention_masks_follow_the_crop_of_their_image():
+    # A bright 8 x 8 px part at pixels 40..47 of a 128 px image; its 32 x 32 mask marks cells 10..11.
+    image = torch.zeros(2, 128, 128, 3, dtype=torch.uint8)
+    image[:, 40:48, 40:48] = 255
+    masks = torch.zeros(2, 32, 32, dtype=torch.uint8)
+    masks[:, 10:12, 10:12] = 1
+    params = sample_params(2, 128, 128, AugmentConfig(), torch.Generator().manual_seed(0))
+    params = AugmentParams(torch.tensor([0, 12]), torch.tensor([0, 4]), torch.tensor([128, 121]), torch.tensor([128, 121]),
+                           params.brightness, params.contrast, params.colour)
+    cropped = crop_masks(masks, params, image_size=128)
+    assert torch.equal(cropped[0], masks[0])  # the whole image: unchanged
+    shown = crop_resize(image, params)[1, :, :, 0] > 127  # where the part shows after the crop, [128, 128]
+    cells = shown.reshape(32, 4, 32, 4).any(dim=3).any(dim=1)
+    assert cells.any() and bool((cropped[1].bool() | ~cells).all())  # every cell the part shows in is marked
+    assert int(cropped[1].sum()) <= int(cells.sum()) + 8  # and not much more (cell edges round outwards)
+    assert not torch.equal(cropped[1], masks[1])  # the crop moved it
+    with pytest.raises(InputError, match="side 30"):
+        crop_masks(torch.zeros(1, 30, 30, dtype=torch.uint8), params[:1], image_size=128)

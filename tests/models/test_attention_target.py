@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from clearvla.errors import ConfigError, InputError
-from clearvla.models.attention_target import SUPERVISED_LAYER, attention_loss, captured_attention, patch_mask
+from clearvla.models.attention_target import SUPERVISED_HEADS, SUPERVISED_LAYER, attention_loss, captured_attention, patch_mask
 from clearvla.models.vla import VLA
 
 NORM = {"sim": {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "mask": [True] * 7}}}
@@ -32,6 +32,17 @@ def test_loss_is_minus_log_of_the_slots_mass_on_target_patches():
     target[:, 0, 2] = 1
     loss = attention_loss(weights, target, first_patch=1, n_slots=2)
     assert loss.item() == pytest.approx(-(math.log(0.6) + math.log(0.3)) / 2, rel=1e-4)
+
+
+def test_only_the_first_half_of_the_heads_is_supervised():
+    # 4 heads: heads 0-1 put 0.5 on the target patch, heads 2-3 (free to read the state) put nothing there
+    weights = torch.zeros(1, 4, 8, 8)
+    weights[0, :2, 6:, 3], weights[0, :2, 6:, 0] = 0.5, 0.5
+    weights[0, 2:, 6:, 5] = 1.0
+    target = torch.zeros(1, 1, 4)
+    target[0, 0, 2] = 1
+    assert SUPERVISED_HEADS == 0.5
+    assert attention_loss(weights, target, 1, 2).item() == pytest.approx(-math.log(0.5), rel=1e-4)
 
 
 def test_rows_without_a_visible_target_are_left_out_and_none_gives_zero():

@@ -26,6 +26,19 @@ def test_record_writes_a_dataset_that_reads_back(tmp_path) -> None:
     assert main(["sim", "record", "--episodes", "1", "--out", str(out)]) == 2
 
 
+def test_recording_in_worker_processes_writes_the_same_dataset(tmp_path) -> None:
+    lerobot = pytest.importorskip("clearvla.data.formats.lerobot")
+    args = ["sim", "record", "--suite", "train", "--episodes", "3", "--image-size", "32", "--start", "5"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    one, two = list(lerobot.read_lerobot(tmp_path / "one")), list(lerobot.read_lerobot(tmp_path / "two"))
+    assert [e.instruction for e in one] == [e.instruction for e in two] and len(one) == 3
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_array_equal(a.images["wrist_image"], b.images["wrist_image"])
+    assert main([*args, "--out", str(tmp_path / "none"), "--workers", "0"]) == 2
+
+
 @pytest.mark.parametrize("suffix", [".gif", ".mp4"])
 def test_video(tmp_path, suffix: str) -> None:
     out = tmp_path / f"ep{suffix}"

@@ -10,6 +10,7 @@ import clearvla.sim  # noqa: F401  registers the ids
 from clearvla.errors import ConfigError, InputError
 from clearvla.sim import ENV_ID, ENV_IDS, suites
 from clearvla.sim.env import ATTENTION_RESOLUTION, PROPRIO_KEYS, WorkcellEnv
+from clearvla.sim.expert import ScriptedExpert
 from clearvla.sim.scene import FRONT_CAMERA
 from clearvla.sim.objects import SceneObject
 
@@ -142,3 +143,28 @@ def test_attention_masks_cover_the_task_part_in_both_cameras() -> None:
         env.close()
     with pytest.raises(ConfigError, match="divisible by 32"):
         WorkcellEnv("train", image_size=48, attention_masks=True)
+
+
+def test_attention_masks_move_from_the_part_to_the_target_once_the_part_is_held() -> None:
+    env = WorkcellEnv("train", image_size=64, attention_masks=True)
+    try:
+        obs, info = env.reset(options={"index": 1})
+        task = env.setup.task
+        assert task.task == "place"
+        expert = ScriptedExpert(env, seed=0)
+        expert.reset()
+
+        def mask_of(name: str) -> np.ndarray:
+            seg = env._renderer.segmentation(env.world.data, FRONT_CAMERA) == env.world.body_id(name)
+            return seg.reshape(32, 2, 32, 2).any(axis=(1, 3)).astype(np.uint8)
+
+        assert env.focus() == task.obj
+        np.testing.assert_array_equal(info["attention"]["image"], mask_of(task.obj))
+        for _ in range(info["max_steps"]):
+            obs, _, terminated, truncated, info = env.step(expert(obs, info))
+            if env.world.held(task.obj) or terminated or truncated:
+                break
+        assert env.world.held(task.obj) and env.focus() == task.target
+        np.testing.assert_array_equal(info["attention"]["image"], mask_of(task.target))
+    finally:
+        env.close()

@@ -23,6 +23,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from clearvla.errors import InputError
+
 _LUMA = torch.tensor([0.213, 0.715, 0.072])
 _HUE_SIN = torch.tensor([[-0.213, -0.715, 0.928], [0.143, 0.140, -0.283], [-0.787, 0.715, 0.072]])
 
@@ -100,6 +102,23 @@ def crop_resize(frames: torch.Tensor | Sequence[torch.Tensor], params: AugmentPa
         return F.interpolate(stacked, size=(h, w), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
     resized = [F.interpolate(c.permute(2, 0, 1)[None], size=(h, w), mode="bilinear", align_corners=False) for c in crops]
     return torch.cat(resized).permute(0, 2, 3, 1)
+
+
+def crop_masks(masks: torch.Tensor, params: AugmentParams, image_size: int) -> torch.Tensor:
+    """uint8 [B, r, r] masks of [image_size, image_size] images -> uint8 [B, r, r] masks of the images after
+    `crop_resize` with the same params: a cell is 1 when any masked pixel lands in it. Without this an attention
+    target points up to a tenth of the image away from the part the cropped image shows."""
+    b, r, _ = masks.shape
+    if image_size % r:
+        raise InputError(f"attention masks of side {r} do not tile images of side {image_size}")
+    cell = image_size // r
+    pixels = masks.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
+    boxes = zip(params.top.tolist(), params.left.tolist(), params.height.tolist(), params.width.tolist())
+    out = torch.empty_like(masks)
+    for i, (t, l, y, x) in enumerate(boxes):
+        crop = pixels[i, t : t + y, l : l + x].to(torch.float32)
+        out[i] = F.adaptive_max_pool2d(crop[None, None], r)[0, 0].to(torch.uint8)
+    return out
 
 
 class Workspace:

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import get_worker_info
 
 from clearvla.actions.tokenizer import ActionTokenizer
-from clearvla.data.augment import AugmentConfig, Workspace, apply_255, sample_params
+from clearvla.data.augment import AugmentConfig, AugmentParams, Workspace, apply_255, crop_masks, sample_params
 from clearvla.errors import ConfigError
 from clearvla.models.tokenizer import base_vocab_size, prompt_ids
 
@@ -144,21 +144,22 @@ class VLACollator:
         sequences = [self.prompt(instruction) for instruction in instructions]
         return pad_batch(sequences, [[IGNORE_INDEX] * len(s) for s in sequences], self.tokenizer.pad_token_id)
 
-    def augment_frames(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+    def augment_frames(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, AugmentParams | None]:
         """B images [S, S, 3] uint8 -> uint8 [B, 3, S, S]: augmented when configured, then truncated back to uint8
-        as OpenVLA's pipeline does (`tf.cast(image * 255, tf.uint8)`) before its processor sees the images."""
+        as OpenVLA's pipeline does (`tf.cast(image * 255, tf.uint8)`) before its processor sees the images; and the
+        augmentation's random draws (None without augmentation)."""
         b = len(images)
         h, w, _ = images[0].shape
         out = _batch_tensor((b, 3, h, w), torch.uint8)
         if self.augment is None:
             out.copy_(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2))
-            return out
+            return out, None
         params = sample_params(b, h, w, self.augment, self.generator)
         frames = [torch.from_numpy(image) for image in images]  # crops are cut from these views: no stacking copy
         for start in range(0, b, _CHUNK):
             part = slice(start, start + _CHUNK)
             out[part] = apply_255(frames[part], params[part], self._workspace)
-        return out
+        return out, params
 
     def pixel_values(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 3, S, S] -> pixel_values [B, 3 * n_backbones, S, S] with the processor's normalisation."""
@@ -184,7 +185,7 @@ class VLACollator:
         cameras = {len(i) for i in images}
         if len(cameras) != 1:
             raise ConfigError(f"samples of one batch must have the same number of cameras, got {sorted(cameras)}")
-        frames = self.augment_frames([frame for sample in images for frame in sample])
+        frames, params = self.augment_frames([frame for sample in images for frame in sample])
         batch = {"frames": frames.view(len(samples), cameras.pop(), *frames.shape[1:])}
         instructions = [s.instruction for s in samples]
         batch.update(self.prompts(instructions) if actions.ndim == 3 else self.tokens(instructions, actions))
@@ -192,8 +193,12 @@ class VLACollator:
         batch["dataset_name"] = [s.dataset_name for s in samples]
         if samples[0].proprio is not None:
             batch["proprio"] = torch.from_numpy(np.stack([s.proprio for s in samples]).astype(np.float32))
-        if samples[0].attention is not None:
-            batch["attention_target"] = torch.from_numpy(np.stack([s.attention for s in samples]))
+        if samples[0].attention is not None:  # masks follow their camera's crop
+            masks = torch.from_numpy(np.stack([s.attention for s in samples]))
+            if params is not None:
+                b, c, r, _ = masks.shape
+                masks = crop_masks(masks.reshape(b * c, r, r), params, frames.shape[-1]).view(b, c, r, r)
+            batch["attention_target"] = masks
         return batch
 
     def finish(self, batch: dict) -> dict:

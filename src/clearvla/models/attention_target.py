@@ -7,7 +7,10 @@ learned slot embeddings (config `slot_embeddings`), the slots' attention at `SUP
 part after ~100 steps. The target comes from the simulator's ground truth (or any labelled mask); inference never
 uses it.
 
-The loss is -log of the attention mass (averaged over heads) that lands on the target patches, averaged over slots.
+The loss is -log of the attention mass (averaged over the supervised heads) that lands on the target patches,
+averaged over slots. Only the first half of the layer's heads are supervised: supervising all of them left the slots
+no head to read the robot state with in that layer, and the workcell model stopped using its state for thousands
+of steps.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from clearvla.errors import InputError
 # The second LLM layer: in the first, each slot's query is its own embedding (it has read nothing yet); by the second
 # it has read the instruction, so its query can name the part.
 SUPERVISED_LAYER = 1
+SUPERVISED_HEADS = 0.5  # fraction of the layer's heads (the first ones, at least one) that get the target
 _EPS = 1e-6
 
 
@@ -63,15 +67,16 @@ def attention_loss(weights: torch.Tensor, target: torch.Tensor, first_patch: int
     """weights [B, H, T, T] (the last `n_slots` rows are the action slots); target [B, C, P] (1 where camera c's
     patch p shows the named part; patches sit at sequence positions first_patch .. first_patch + C*P - 1, camera
     by camera) -> scalar: mean over slots of rows with any target patch of -log(the slot's attention mass on the
-    target patches, averaged over heads).
+    target patches, averaged over the supervised heads, the first max(1, H * SUPERVISED_HEADS)).
     Rows whose target is empty (the part is out of every camera's view) are left out; all empty gives 0."""
-    b, _, t, _ = weights.shape
+    b, h, t, _ = weights.shape
     if target.ndim != 3 or target.shape[0] != b:
         raise InputError(f"attention_target must be [B={b}, cameras, patches], got {tuple(target.shape)}")
     n_patches = target.shape[1] * target.shape[2]
     if first_patch + n_patches > t - n_slots:
         raise InputError(f"attention_target covers {n_patches} patches but the sequence has room for {t - n_slots - first_patch}")
-    slots = weights[:, :, t - n_slots :, first_patch : first_patch + n_patches].float().mean(dim=1)  # [B, S, C*P]
+    heads = max(1, int(h * SUPERVISED_HEADS))
+    slots = weights[:, :heads, t - n_slots :, first_patch : first_patch + n_patches].float().mean(dim=1)  # [B, S, C*P]
     mask = target.reshape(b, 1, n_patches).to(slots.dtype)
     has_target = mask.sum((1, 2)) > 0
     if not bool(has_target.any()):

@@ -48,8 +48,9 @@ class WorkcellEnv(gym.Env):
     images:        render cameras at all (False gives proprio-only observations, for fast expert runs).
     control_hz:    control rate; each step integrates 1 / control_hz seconds of physics.
     physics_dt:    MuJoCo timestep in seconds.
-    attention_masks: also give info["attention"], per camera a [32, 32] uint8 mask of where the task's part and
-                   target show (from a segmentation render), the ground truth for attention supervision.
+    attention_masks: also give info["attention"], per camera a [32, 32] uint8 mask of where the object the arm
+                   heads for now shows (from a segmentation render): the task's part until it is held, then the
+                   place or stack target. The ground truth for attention supervision.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -191,16 +192,22 @@ class WorkcellEnv(gym.Env):
         obs["proprio"] = self.world.arm.proprio(self.world.data)
         return obs
 
-    def _attention_masks(self) -> dict[str, np.ndarray]:
-        """Per camera, [R, R] uint8 (R = ATTENTION_RESOLUTION): 1 where a pixel of the task's part or target shows."""
-        assert self._renderer is not None and self.world is not None and self.setup is not None
+    def focus(self) -> str:
+        """The object the arm heads for now: the task's part until it is held, then the target (place, stack)."""
+        assert self.world is not None and self.setup is not None
         task = self.setup.task
-        bodies = [self.world.body_id(name) for name in (task.obj, task.target) if name]
+        return task.target if task.target is not None and self.world.held(task.obj) else task.obj
+
+    def _attention_masks(self) -> dict[str, np.ndarray]:
+        """Per camera, [R, R] uint8 (R = ATTENTION_RESOLUTION): 1 where a pixel of `focus()` shows. One object at a
+        time: a mask of part and target together let a policy head for the target first."""
+        assert self._renderer is not None and self.world is not None
+        body = self.world.body_id(self.focus())
         cameras = {"image": FRONT_CAMERA, **({"wrist_image": WRIST_CAMERA} if self.wrist_camera else {})}
         cell = self.image_size // ATTENTION_RESOLUTION
         masks = {}
         for key, camera in cameras.items():
-            shows = np.isin(self._renderer.segmentation(self.world.data, camera), bodies)
+            shows = self._renderer.segmentation(self.world.data, camera) == body
             r = ATTENTION_RESOLUTION
             masks[key] = shows.reshape(r, cell, r, cell).any(axis=(1, 3)).astype(np.uint8)
         return masks

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import multiprocessing as mp
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 
+from clearvla.data.episode import Episode
 from clearvla.errors import ConfigError
 from clearvla.sim import suites
 from clearvla.sim.env import ATTENTION_RESOLUTION, WorkcellEnv
@@ -26,6 +29,71 @@ class RecordReport:
     attempted: int
 
 
+@dataclass(frozen=True)
+class _Player:
+    """What a recording process needs to play episodes: the env's settings and the expert's seed."""
+
+    suite: str
+    image_size: int
+    wrist_camera: bool
+    control_hz: float
+    seed: int
+
+    def play(self, indices: Iterable[int]) -> Iterator[tuple[int, Episode | None]]:
+        """(suite index, the episode if the expert succeeded else None) for each index, in order."""
+        specs = suites.episodes(self.suite)
+        env = WorkcellEnv(self.suite, image_size=self.image_size, wrist_camera=self.wrist_camera,
+                          control_hz=self.control_hz, attention_masks=self.image_size % ATTENTION_RESOLUTION == 0)
+        expert = ScriptedExpert(env, seed=self.seed)
+        try:
+            for index in indices:
+                rollout = run_episode(env, expert, specs[index])
+                if not rollout.success:
+                    log.warning("expert failed %s episode %d (%s); skipped", self.suite, index, specs[index].task)
+                meta = {"expert_seed": self.seed, "image_size": self.image_size}
+                yield index, rollout.to_episode(meta) if rollout.success else None
+        finally:
+            env.close()
+
+
+def _play_worker(player: _Player, indices: range, queue: "mp.Queue") -> None:
+    try:
+        for item in player.play(indices):
+            queue.put(item)
+    except BaseException as e:  # report, don't hang the parent
+        queue.put(RuntimeError(f"recording worker failed: {type(e).__name__}: {e}"))
+
+
+def _play_parallel(player: _Player, start: int, stop: int, workers: int) -> Iterator[tuple[int, Episode | None]]:
+    """`player.play(range(start, stop))` spread over `workers` spawned processes (worker w plays every w-th index),
+    yielded in index order. Stopping the iteration stops the workers."""
+    context = mp.get_context("spawn")  # MuJoCo's GL context does not survive a fork
+    queue = context.Queue(maxsize=8 * workers)
+    procs = [context.Process(target=_play_worker, args=(player, range(start + w, stop, workers), queue), daemon=True)
+             for w in range(workers)]
+    for p in procs:
+        p.start()
+    pending: dict[int, Episode | None] = {}
+    try:
+        for index in range(start, stop):
+            while index not in pending:
+                try:
+                    item = queue.get(timeout=10)
+                except Empty:  # a worker killed outright (segfault, OOM) sends nothing: notice it
+                    dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise RuntimeError(f"recording worker exited with code {dead[0]}") from None
+                    continue
+                if isinstance(item, Exception):
+                    raise item
+                pending[item[0]] = item[1]
+            yield index, pending.pop(index)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.join()
+
+
 def record_demos(
     suite: str,
     episodes: int,
@@ -36,40 +104,40 @@ def record_demos(
     start: int = 0,
     wrist_camera: bool = True,
     control_hz: float = 10.0,
+    workers: int = 1,
     on_episode: Callable[[bool], None] | None = None,
 ) -> RecordReport:
     """Run the expert on `suite` episodes start, start+1, ... and write the first `episodes` successful ones to
     a new LeRobot v3 dataset at `out`. `on_episode(success)` is called after every attempt (for progress bars).
-    Image sizes divisible by 32 also record per-camera attention masks (where the task's part and target show)."""
+    Image sizes divisible by 32 also record per-camera attention masks (where the object the arm heads for shows).
+    `workers` > 1 plays episodes in that many processes; the dataset is the same as with one."""
     from clearvla.data.formats.lerobot import LeRobotWriter  # pyarrow and video deps only when recording
 
     specs = suites.episodes(suite)
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     if not 0 <= start < len(specs):
         raise ConfigError(f"--start must be in 0..{len(specs) - 1} for suite {suite!r}, got {start}")
     if control_hz != int(control_hz):
         raise ConfigError(f"recording needs an integer control rate (dataset fps), got {control_hz}")
-    env = WorkcellEnv(suite, image_size=image_size, wrist_camera=wrist_camera, control_hz=control_hz,
-                      attention_masks=image_size % ATTENTION_RESOLUTION == 0)
-    expert = ScriptedExpert(env, seed=seed)
+    player = _Player(suite, image_size, wrist_camera, control_hz, seed)
+    played = player.play(range(start, len(specs))) if workers == 1 else _play_parallel(player, start, len(specs), workers)
     written = attempted = 0
     try:
         with LeRobotWriter(out, fps=int(control_hz), robot_type=ROBOT_TYPE) as writer:
-            for spec in specs[start:]:
+            for _, episode in played:
+                attempted += 1
+                if episode is not None:
+                    writer.add_episode(episode)
+                    written += 1
+                if on_episode is not None:
+                    on_episode(episode is not None)
                 if written >= episodes:
                     break
-                rollout = run_episode(env, expert, spec)
-                attempted += 1
-                if rollout.success:
-                    writer.add_episode(rollout.to_episode({"expert_seed": seed, "image_size": image_size}))
-                    written += 1
-                else:
-                    log.warning("expert failed %s episode %d (%s); skipped", suite, spec.index, spec.task)
-                if on_episode is not None:
-                    on_episode(rollout.success)
     finally:
-        env.close()
+        played.close()
     if written < episodes:
         log.warning("suite %r ran out of episodes: wrote %d of %d requested", suite, written, episodes)
     return RecordReport(Path(out), written, attempted)
