@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from clearvla.errors import InputError
 from clearvla.sim import suites
 from clearvla.sim.env import WorkcellEnv
 from clearvla.sim.expert import ScriptedExpert
@@ -36,3 +37,14 @@ def test_expert_actions_are_sensible_per_step() -> None:
     assert out.success and 15 <= len(out) <= 60
     for action in out.actions:
         assert abs(action[:3]).max() <= 0.03 and action[6] in (0.0, 1.0)
+
+
+def test_step_noise_disturbs_the_path_and_the_expert_still_recovers() -> None:
+    env = WorkcellEnv("train", images=False)
+    quiet, noisy = ScriptedExpert(env, seed=0), ScriptedExpert(env, seed=0, step_noise=0.004)
+    report = evaluate(env, noisy, suites.episodes("train")[:8])  # two of each task
+    assert noisy.style.noise == 0.004 and report.rate == 1.0, report.to_dict()
+    lengths = [len(run_episode(env, expert, suites.episode("train", 1))) for expert in (quiet, noisy)]
+    assert lengths[1] > lengths[0]  # corrections take steps
+    with pytest.raises(InputError, match="step_noise"):
+        ScriptedExpert(env, step_noise=0.5)

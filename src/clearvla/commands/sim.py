@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=0, help="expert noise seed (default 0)")
     r.add_argument("--start", type=int, default=0, help="first suite episode index to play (default 0)")
     r.add_argument("--no-wrist", action="store_true", help="record only the third-person camera")
+    r.add_argument("--step-noise", type=float, default=None, metavar="M",
+                   help="std (m) of the expert's per-step translation noise (default 0.0015); more shows a cloned "
+                        "policy how to recover from off-path states (DART)")
     r.add_argument("--workers", type=int, default=1,
                    help="processes playing episodes (default 1); the dataset is the same for any number")
     r.set_defaults(func=run_record)
@@ -71,7 +74,8 @@ def run_record(args: argparse.Namespace) -> int:
 
         report = record_demos(
             args.suite, args.episodes, args.out, image_size=args.image_size, seed=args.seed, start=args.start,
-            wrist_camera=not args.no_wrist, workers=args.workers, on_episode=progress,
+            wrist_camera=not args.no_wrist, workers=args.workers, step_noise=args.step_noise,
+            on_episode=progress,
         )  # fmt: skip
     print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")
     return 0
