@@ -55,7 +55,8 @@ def main() -> None:
              if config.get("patch_loss") else "")
     binding = (f"\n- **Binding words to parts**: prefix attention `{config.get('prefix_attention', 'causal')}`, learned"
                f" action-slot embeddings, and attention supervision (weight {config['attention_loss']}) from the"
-               f" simulator's masks: the slots learn to look at the named part and target (training only; final"
+               f" simulator's masks: the slots learn to look at the object the arm heads for, the named part and then its"
+               f" target (training only; final"
                f" `attention_loss` {last.get('attention_loss', float('nan')):.3f})." if config.get("attention_loss") else "")
     (staging / "README.md").write_text(f"""# clearvla default model
 
