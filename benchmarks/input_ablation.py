@@ -7,6 +7,8 @@ config), the L1 error of the first action (normalised units; token models: decod
                      and state): a model that reads *where* the parts are gets much worse
   zeroed_proprio     the robot state set to zero (models with a state input only)
 A model whose `shuffled_images` error equals its `plain` error acts on the instruction and state alone.
+Chunk models also get the error per action dimension, next to `median_constant`, the error of always predicting
+each dimension's median: a dimension at the constant's error (say y) is one the model has not learned at all.
 
 Run: .venv/bin/python benchmarks/input_ablation.py --checkpoint RUN/checkpoints/step-N/model --dataset DIR
      [--val-fraction 0.02 --seed 0 --batches 6]   ->  benchmarks/results/input_ablation.json
@@ -31,22 +33,39 @@ from clearvla.train.loop import model_inputs
 from clearvla.train.metrics import step_metrics
 
 
-def first_action_l1(vla: VLA, batch: dict[str, torch.Tensor]) -> float:
+def first_action_l1(vla: VLA, batch: dict[str, torch.Tensor]) -> tuple[float, np.ndarray | None]:
+    """(mean first-action L1, per-dimension first-action L1 [A] for chunk models, else None)."""
     inputs = model_inputs(batch, vla)
-    return step_metrics(vla(**inputs), inputs, vla.action_tokenizer)["action_l1"]
+    out = vla(**inputs)
+    per_dim = None
+    if vla.config.action_chunk:
+        per_dim = (out.actions[:, 0].float() - inputs["actions"][:, 0].float()).abs().mean(0).numpy()
+    return step_metrics(out, inputs, vla.action_tokenizer)["action_l1"], per_dim
 
 
 @torch.no_grad()
-def ablate(vla: VLA, batches) -> dict[str, float]:
-    errors: dict[str, list[float]] = {"plain": [], "shuffled_images": []}
+def ablate(vla: VLA, batches) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """-> ({condition: mean first-action L1}, {condition: per-dimension L1} for chunk models, with median_constant)."""
+    conditions = {"plain": lambda b: b, "shuffled_images": lambda b: {**b, "pixel_values": b["pixel_values"].roll(1, 0)}}
     if vla.config.proprio_dim:
-        errors["zeroed_proprio"] = []
+        conditions["zeroed_proprio"] = lambda b: {**b, "proprio": torch.zeros_like(b["proprio"])}
+    errors: dict[str, list[float]] = {name: [] for name in conditions}
+    per_dim: dict[str, list[np.ndarray]] = {name: [] for name in conditions}
+    targets = []
     for batch in batches:
-        errors["plain"].append(first_action_l1(vla, batch))
-        errors["shuffled_images"].append(first_action_l1(vla, {**batch, "pixel_values": batch["pixel_values"].roll(1, 0)}))
-        if "zeroed_proprio" in errors:
-            errors["zeroed_proprio"].append(first_action_l1(vla, {**batch, "proprio": torch.zeros_like(batch["proprio"])}))
-    return {name: float(np.mean(values)) for name, values in errors.items()}
+        for name, change in conditions.items():
+            mean, dims = first_action_l1(vla, change(batch))
+            errors[name].append(mean)
+            if dims is not None:
+                per_dim[name].append(dims)
+        if vla.config.action_chunk:
+            targets.append(batch["actions"][:, 0].float().numpy())
+    dims_out: dict[str, list[float]] = {}
+    if targets:
+        first = np.concatenate(targets)
+        dims_out = {name: np.mean(values, axis=0).round(4).tolist() for name, values in per_dim.items()}
+        dims_out["median_constant"] = np.abs(first - np.median(first, axis=0)).mean(0).round(4).tolist()
+    return {name: float(np.mean(values)) for name, values in errors.items()}, dims_out
 
 
 def main() -> None:
@@ -69,10 +88,13 @@ def main() -> None:
                                  cameras=vla.config.cameras, proprio=vla.config.proprio_dim > 0,
                                  action_chunk=vla.config.action_chunk)
         batches = (batch for _, batch in zip(range(args.batches), loader))
-        errors = ablate(vla, batches)
+        errors, per_dimension = ablate(vla, batches)
     print(f"{args.checkpoint}: first-action L1 {errors}")
+    for name, values in per_dimension.items():
+        print(f"  per dimension, {name}: {values}")
     path = write_result("input_ablation", {"checkpoint": str(args.checkpoint), "dataset": str(args.dataset),
-                                           "batches": args.batches, "first_action_l1": errors})
+                                           "batches": args.batches, "first_action_l1": errors,
+                                           "first_action_l1_per_dimension": per_dimension})
     print(f"wrote {path}")
 
 

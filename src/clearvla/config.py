@@ -64,6 +64,9 @@ class VLAConfig:
     # state and instruction all attend to each other (never to the slots), so a patch can read which part the words
     # name before the slots look for it (benchmarks/vision_probe.py, `binding`).
     prefix_attention: str = "causal"
+    # Training only, chunk models: True adds `focus_head`, which regresses where the object the arm heads for shows
+    # in every camera from the slots' final states (models/focus_target.py); inference ignores it.
+    focus_head: bool = False
 
     def __post_init__(self) -> None:
         if len(self.vision) != len(self.image_sizes) or len(self.vision) not in (1, 2):
@@ -83,6 +86,8 @@ class VLAConfig:
             raise ConfigError("a bidirectional prefix needs an action-chunk model (action_chunk > 0): action tokens are decoded causally")
         if self.slot_embeddings and not self.action_chunk:
             raise ConfigError("slot_embeddings needs an action-chunk model (action_chunk > 0)")
+        if self.focus_head and not self.action_chunk:
+            raise ConfigError("focus_head needs an action-chunk model (action_chunk > 0): it reads the action slots")
         for name in ("action_chunk", "action_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "action_chunk" else 1):
@@ -229,6 +234,10 @@ class TrainConfig:
     """> 0 (chunk models): add this weight times the attention supervision loss, which asks the action slots to look
     at the part and target the instruction names (needs datasets with attention masks, e.g. `clearvla sim record`;
     turns on slot_embeddings; models/attention_target.py)."""
+    focus_loss: float = 0.0
+    """> 0 (chunk models): add a training-only head that regresses, from the action slots, where the object the arm
+    heads for shows in every camera (the centroid of the same attention masks), and this weight times its L1 error
+    (models/focus_target.py)."""
     drop_outliers: bool = True
     """Cleaning: drop episodes with an action beyond outlier_k x IQR of the dataset (per dimension)."""
     outlier_k: float = 3.0
@@ -286,9 +295,11 @@ class TrainConfig:
             raise ConfigError(f"prefix_attention {self.prefix_attention!r} is not one of: {', '.join(PREFIX_ATTENTION)}")
         if self.attention_loss < 0:
             raise ConfigError(f"attention_loss must be >= 0, got {self.attention_loss}")
-        if (self.prefix_attention != "causal" or self.slot_embeddings or self.attention_loss) and not self.action_chunk:
-            raise ConfigError("prefix_attention=bidirectional, slot_embeddings and attention_loss need an action-chunk "
-                              "model (action_chunk > 0)")
+        if self.focus_loss < 0:
+            raise ConfigError(f"focus_loss must be >= 0, got {self.focus_loss}")
+        if (self.prefix_attention != "causal" or self.slot_embeddings or self.attention_loss or self.focus_loss) and not self.action_chunk:
+            raise ConfigError("prefix_attention=bidirectional, slot_embeddings, attention_loss and focus_loss need an "
+                              "action-chunk model (action_chunk > 0)")
         for name in ("batch_size", "grad_accum", "max_steps", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -168,3 +172,21 @@ def test_attention_masks_move_from_the_part_to_the_target_once_the_part_is_held(
         np.testing.assert_array_equal(info["attention"]["image"], mask_of(task.target))
     finally:
         env.close()
+
+
+def test_renders_headless_without_a_chosen_backend() -> None:
+    """With no display and no MUJOCO_GL, importing the simulator picks EGL, so the first frame renders instead of
+    failing in MuJoCo's OpenGL setup; a backend the user chose is kept."""
+    script = (
+        "import os, numpy as np\n"
+        "from clearvla.sim.env import WorkcellEnv\n"
+        "obs, _ = WorkcellEnv('train', image_size=32).reset(seed=0)\n"
+        "print(os.environ['MUJOCO_GL'], int(np.asarray(obs['image']).std() > 0))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["egl", "1"]
+    chosen = subprocess.run([sys.executable, "-c", "import os, clearvla.sim; print(os.environ['MUJOCO_GL'])"],
+                            env={**env, "MUJOCO_GL": "osmesa"}, capture_output=True, text=True, timeout=120)
+    assert chosen.stdout.strip() == "osmesa"

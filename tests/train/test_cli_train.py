@@ -107,8 +107,8 @@ def test_train_with_wrist_camera_and_proprio_then_add_them_to_a_single_image_che
 
 
 def test_attention_supervision_trains_a_bidirectional_chunk_model(tmp_path, capsys):
-    """`--attention-loss` reads the datasets' attention masks, logs the loss and saves slot embeddings; token models
-    cannot have it."""
+    """`--attention-loss` and `--focus-loss` read the datasets' attention masks, log their losses and save slot
+    embeddings and the focus head; token models cannot have them."""
     root = tmp_path / "masked_pushes"
     with LeRobotWriter(root, fps=10, robot_type="synthetic") as writer:
         for e in range(4):
@@ -121,12 +121,14 @@ def test_attention_supervision_trains_a_bidirectional_chunk_model(tmp_path, caps
                 instruction="push the block", dataset_name="masked_pushes", attention={"image": masks}))
     run = tmp_path / "supervised"
     assert main(["train", "--datasets", str(root), "--run-dir", str(run), "--image-size", "32", "--action-chunk", "2",
-                 "--prefix-attention", "bidirectional", "--attention-loss", "1.0", "--batch-size", "4", "--max-steps", "2",
+                 "--prefix-attention", "bidirectional", "--attention-loss", "1.0", "--focus-loss", "0.5", "--batch-size", "4", "--max-steps", "2",
                  "--save-every", "2", "--log-every", "1", "--num-workers", "0", "--val-fraction", "0"]) == 0
     assert "done: step 2, loss" in (out := capsys.readouterr().out) and "action L1" in out  # chunk models: no token accuracy
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert all(row["attention_loss"] > 0 for row in logged if "loss" in row)
+    assert all(row["attention_loss"] > 0 and row["focus_loss"] > 0 for row in logged if "loss" in row)
     model = VLA.from_pretrained(run / "checkpoints" / "step-00000002" / "model")
-    assert model.config.slot_embeddings and model.config.prefix_attention == "bidirectional"
+    assert model.config.slot_embeddings and model.config.prefix_attention == "bidirectional" and model.config.focus_head
     with pytest.raises(ConfigError, match="need an action-chunk model"):
         TrainConfig(datasets=(str(root),), attention_loss=1.0)
+    with pytest.raises(ConfigError, match="need an action-chunk model"):
+        TrainConfig(datasets=(str(root),), focus_loss=1.0)

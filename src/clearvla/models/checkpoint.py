@@ -86,6 +86,7 @@ def config_to_json(config: VLAConfig, norm_stats: dict[str, Any], dtype: torch.d
             "patch_decoder": config.patch_decoder,
             "slot_embeddings": config.slot_embeddings,
             "prefix_attention": config.prefix_attention,
+            "focus_head": config.focus_head,
         },
     }
 
@@ -134,6 +135,7 @@ def config_from_json(raw: dict[str, Any], where: str) -> tuple[VLAConfig, dict[s
             patch_decoder=int(extra.get("patch_decoder", 0)),
             slot_embeddings=bool(extra.get("slot_embeddings", False)),
             prefix_attention=str(extra.get("prefix_attention", "causal")),
+            focus_head=bool(extra.get("focus_head", False)),
         )
     except ConfigError as e:
         raise CheckpointError(f"{where}: {e}") from None

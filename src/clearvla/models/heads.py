@@ -17,12 +17,14 @@ from torch import nn
 class ChunkOutput:
     """A chunk model's forward: `actions` [B, K, A] normalised; `loss` the mean L1 to the targets (when given);
     `patch_loss` the patch decoder's reconstruction error (models with one, when given targets); `attention_loss`
-    the slots' attention supervision (when given an attention target; models/attention_target.py)."""
+    the slots' attention supervision (when given an attention target; models/attention_target.py); `focus_loss` the
+    focus head's centroid error (models with one, given the same target; models/focus_target.py)."""
 
     loss: torch.Tensor | None
     actions: torch.Tensor
     patch_loss: torch.Tensor | None = None
     attention_loss: torch.Tensor | None = None
+    focus_loss: torch.Tensor | None = None
 
 
 class _ResidualBlock(nn.Module):

@@ -16,7 +16,8 @@ With config `slot_embeddings`, the slots start from learned embeddings (`action_
 
 With config `patch_decoder` r > 0, `patch_decoder` (models/patch_decoder.py) gives training a patch-reconstruction
 loss; inference never runs it. Likewise `attention_target` (models/attention_target.py) gives chunk models a loss on
-where the slots look.
+where the slots look, and with config `focus_head`, `focus_head` (models/focus_target.py) one on whether the slots
+know where the object they look at shows.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from clearvla.config import VLAConfig, get_config
 from clearvla.errors import CheckpointError, InputError
 from clearvla.models.attention_target import attention_loss, captured_attention, eager_mask, patch_mask
 from clearvla.models.decoding import greedy_decode
+from clearvla.models.focus_target import FocusHead
 from clearvla.models.heads import ChunkOutput, L1ActionHead, slot_attention
 from clearvla.models.patch_decoder import PatchDecoder
 from clearvla.models.processor import ImageLike, ImageProcessor
@@ -76,6 +78,7 @@ class VLA(nn.Module):
         self.proprio_projector = ProprioProjector(config.proprio_dim, dim) if config.proprio_dim else None
         self.action_head = L1ActionHead(dim, config.action_dim, config.action_chunk) if config.action_chunk else None
         self.patch_decoder = PatchDecoder(dim, config.patch_decoder) if config.patch_decoder else None
+        self.focus_head = FocusHead(dim, len(config.cameras)) if config.focus_head else None
         n_slots = config.action_chunk * config.action_dim
         self.action_slots = nn.Embedding(n_slots, dim) if config.slot_embeddings else None  # N(0, 1)
         self.processor = processor or ImageProcessor(
@@ -216,7 +219,8 @@ class VLA(nn.Module):
 
         Models with a `patch_decoder` also return `patch_loss` (scalar) when given targets; `loss` excludes it (the
         trainer weighs it in). Chunk models given `attention_target` [B, n_cameras, h, w] masks (1 where the part the
-        instruction names shows; any resolution) return its `attention_loss` (models/attention_target.py) the same way.
+        instruction names shows; any resolution) return its `attention_loss` (models/attention_target.py) the same way,
+        and models with a `focus_head` its `focus_loss` (models/focus_target.py).
         """
         embeddings = self.embed(pixel_values, input_ids, proprio)
         b, n = input_ids.shape[0], self.num_prefix_tokens
@@ -270,13 +274,17 @@ class VLA(nn.Module):
             grid = self.config.image_sizes[0] // self.config.vision[0].patch_size
             target = patch_mask(attention_target, len(self.config.cameras), grid)
             supervised = attention_loss(attention["weights"], target, 1, n_slots)
-        predicted = head(hidden.last_hidden_state[:, t:])
+        slot_states = hidden.last_hidden_state[:, t:]
+        predicted = head(slot_states)
+        focus = None
+        if attention_target is not None and self.focus_head is not None:
+            focus = self.focus_head.loss(slot_states, attention_target)
         loss = None
         if targets is not None:
             if targets.shape != predicted.shape:
                 raise InputError(f"actions must be [B, {head.chunk}, {head.action_dim}] (the chunk), got {tuple(targets.shape)}")
             loss = nn.functional.l1_loss(predicted.float(), targets.float())
-        return ChunkOutput(loss, predicted, attention_loss=supervised)
+        return ChunkOutput(loss, predicted, attention_loss=supervised, focus_loss=focus)
 
     # --- inference ----------------------------------------------------------------------------------
     def action_dim(self, unnorm_key: str | None = None) -> int:

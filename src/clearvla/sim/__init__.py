@@ -12,6 +12,15 @@ Modules: `env` (the gymnasium env), `suites` (episode lists), `sampling` (scene/
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports mujoco, which reads it once: a headless machine (no X or Wayland display) renders through
+# EGL unless the user chose a backend, instead of failing at the first frame with "an OpenGL platform library has
+# not been loaded".
+if "MUJOCO_GL" not in os.environ and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ["MUJOCO_GL"] = "egl"
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
 from gymnasium.envs.registration import register, registry
 
 from clearvla.sim.suites import SUITES

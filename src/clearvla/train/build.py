@@ -49,6 +49,8 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
         inputs["prefix_attention"] = cfg.prefix_attention
     if cfg.slot_embeddings or cfg.attention_loss > 0:
         inputs["slot_embeddings"] = True
+    if cfg.focus_loss > 0:
+        inputs["focus_head"] = True
     if Path(cfg.init).is_dir():
         model = VLA.from_pretrained(cfg.init, dtype=torch.float32)
         model = with_inputs(model, replace(model.config, **inputs), cfg.seed)

@@ -122,13 +122,16 @@ def train(
                 out = model(**inputs)
                 patch_loss = getattr(out, "patch_loss", None)
                 attention_loss = getattr(out, "attention_loss", None)
+                focus_loss = getattr(out, "focus_loss", None)
                 total = out.loss if patch_loss is None else out.loss + cfg.patch_loss * patch_loss
                 if attention_loss is not None:
                     total = total + cfg.attention_loss * attention_loss
+                if focus_loss is not None:
+                    total = total + cfg.focus_loss * focus_loss
                 (total / cfg.grad_accum).backward()
             if logged:
                 metrics["loss"] = metrics.get("loss", 0.0) + out.loss.item() / cfg.grad_accum
-                for name, value in (("patch_loss", patch_loss), ("attention_loss", attention_loss)):
+                for name, value in (("patch_loss", patch_loss), ("attention_loss", attention_loss), ("focus_loss", focus_loss)):
                     if value is not None:
                         metrics[name] = metrics.get(name, 0.0) + value.item() / cfg.grad_accum
                 for k, v in step_metrics(out, inputs, vla.action_tokenizer).items():

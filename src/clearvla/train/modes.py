@@ -48,7 +48,7 @@ def lora_target_modules(model: VLA) -> list[str]:
 
 # Modules OpenVLA checkpoints lack (camera embeddings, the proprio MLP, the chunk head and its slot embeddings):
 # freshly initialised when fine-tuning, so every mode trains them fully, and LoRA adapter checkpoints carry them.
-INPUT_MODULE_NAMES = ("camera_embedding", "proprio_projector", "action_head", "action_slots", "patch_decoder")
+INPUT_MODULE_NAMES = ("camera_embedding", "proprio_projector", "action_head", "action_slots", "patch_decoder", "focus_head")
 
 
 def input_modules(model: VLA) -> list[nn.Module]:
