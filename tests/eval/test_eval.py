@@ -55,10 +55,21 @@ def test_eval_cli_runs_episodes_in_worker_processes_and_writes_reports(checkpoin
 def test_bad_requests_are_named(checkpoint, tmp_path, capsys):
     with pytest.raises(ConfigError, match="unknown suite|valid|suite"):
         evaluate_suite(checkpoint, "kitchen", 1)
-    with pytest.raises(ConfigError, match="has .* episodes; asked for 100000"):
+    with pytest.raises(ConfigError, match=r"has episodes 0\.\.4999; asked for 100000 from 0"):
         evaluate_suite(checkpoint, "train", 100000)
+    with pytest.raises(ConfigError, match="asked for 2 from 4999"):
+        evaluate_suite(checkpoint, "train", 2, start=4999)
+    assert main(["eval", "--checkpoint", str(checkpoint), "--benchmark", "libero_spatial", "--start", "3"]) == 2
+    assert "--start apply to --suite" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path), "--episodes", "1"]) == 2
     assert "not a checkpoint directory" in capsys.readouterr().err
+
+
+def test_start_picks_episodes_past_the_recorded_ones(checkpoint, tmp_path):
+    assert main(["eval", "--checkpoint", str(checkpoint), "--suite", "train", "--episodes", "1", "--start", "4321",
+                 "--workers", "1", "--out", str(tmp_path), "--videos", "none"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())["suites"][0]
+    assert [r["index"] for r in report["results"]] == [4321]
 
 
 def test_video_frames_keep_one_size_before_and_after_the_first_action():

@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--benchmark", default=None,
                        help=f"a LIBERO suite, OpenVLA's protocol (needs `make libero-env`): {' | '.join(BENCHMARKS)}")
     p.add_argument("--episodes", type=int, default=None, help=f"--suite: episodes per suite, the first N of its fixed list (default {EPISODES})")
+    p.add_argument("--start", type=int, default=None,
+                   help="--suite: index of the first episode (default 0); e.g. 4000 for train-suite scenes that "
+                        "`clearvla sim record --episodes 3000` never showed the model")
     p.add_argument("--trials-per-task", type=int, default=None,
                    help=f"--benchmark: trials per task, the first N fixed initial states (default {TRIALS_PER_TASK})")
     p.add_argument("--tasks", type=int, nargs="+", default=None, metavar="ID", help="--benchmark: only these task ids (quick runs)")
@@ -48,7 +51,7 @@ def check_options(args: argparse.Namespace) -> None:
         mode = "--benchmark"
     else:
         check_benchmark(args.benchmark)
-        given = {"--episodes": args.episodes, "--image-size": args.image_size}
+        given = {"--episodes": args.episodes, "--image-size": args.image_size, "--start": args.start}
         mode = "--suite (LIBERO renders at 256 px and runs --trials-per-task per task)"
     misplaced = [flag for flag, value in given.items() if value is not None]
     if misplaced:
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         episodes = EPISODES if args.episodes is None else args.episodes
         for suite in args.suite or ["train"]:
             with tqdm(total=episodes, desc=f"eval {suite}", unit="ep") as bar:
-                reports.append(evaluate_suite(args.checkpoint, suite, episodes, image_size=args.image_size,
+                reports.append(evaluate_suite(args.checkpoint, suite, episodes, start=args.start or 0, image_size=args.image_size,
                                               on_episode=_ticker(bar), **common))
     json_path, md_path = write_reports(reports, out)
     print(summary_table(reports))

@@ -148,6 +148,7 @@ def evaluate_suite(
     suite: str,
     episodes: int,
     *,
+    start: int = 0,
     workers: int = 2,
     image_size: int | None = None,
     unnorm_key: str | None = None,
@@ -160,7 +161,7 @@ def evaluate_suite(
     execute: int | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
 ) -> SuiteReport:
-    """Success of a checkpoint on the first `episodes` episodes of `suite` (a fixed list), with `workers`
+    """Success of a checkpoint on episodes start .. start + episodes - 1 of `suite` (a fixed list), with `workers`
     processes. `image_size` defaults to the checkpoint's input size. Failure videos go to out_dir/videos.
     `quantize` (none | int8 | int4) and `action_tokens_only` are applied in every worker (see infer/quantize.py);
     `execute`: actions of each chunk run open loop (chunk models; None = the whole chunk)."""
@@ -171,8 +172,8 @@ def evaluate_suite(
 
     suites.check_suite(suite)
     available = len(suites.episodes(suite))
-    if not 1 <= episodes <= available:
-        raise ConfigError(f"suite {suite!r} has {available} episodes; asked for {episodes}")
+    if episodes < 1 or not 0 <= start <= available - episodes:
+        raise ConfigError(f"suite {suite!r} has episodes 0..{available - 1}; asked for {episodes} from {start}")
     if videos not in ("failures", "all", "none"):
         raise ConfigError(f"videos must be failures, all or none, got {videos!r}")
     if quantize not in (None, "none"):  # fail here in one line, not in every worker
@@ -186,7 +187,7 @@ def evaluate_suite(
         path = Path(checkpoint) / PROCESSOR_FILE
         image_size = ImageProcessor.from_json_dict(json.loads(path.read_text()), str(path)).image_size if path.is_file() else 224
     video_dir = None if out_dir is None else str(out_dir / "videos")
-    indices = list(range(episodes))
+    indices = list(range(start, start + episodes))
     workers = max(1, min(workers, episodes))
     jobs = [EvalJob(str(checkpoint), suite, tuple(indices[w::workers]), image_size, unnorm_key, center_crop,
                     video_dir, videos, dtype, quantize, action_tokens_only, execute) for w in range(workers)]
