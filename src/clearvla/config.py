@@ -49,6 +49,10 @@ class VLAConfig:
     # Inputs beyond OpenVLA's single image (issue 10); the defaults are OpenVLA's, so its checkpoints are unchanged.
     cameras: tuple[str, ...] = ("image",)  # camera names, in the order their patch tokens enter the LLM
     proprio_dim: int = 0  # robot-state width; > 0 adds one proprio token after the image patches
+    # The entries of that state the model reads (empty: all). Joint angles lag behind the commanded pose, so with the
+    # pose they reveal the arm's current velocity, and a cloned policy learns to keep moving as it moves (and to
+    # stay still at rest) instead of reading the images: leave them out (benchmarks/input_ablation.py shows it).
+    proprio_indices: tuple[int, ...] = ()
     # Output (issue 7): 0 = OpenVLA's autoregressive action tokens; K > 0 = OpenVLA-OFT parallel decoding of a
     # K-step chunk of `action_dim`-wide actions through an L1 regression head (models/heads.py).
     action_chunk: int = 0
@@ -78,6 +82,12 @@ class VLAConfig:
             raise ConfigError(f"cameras must be distinct non-empty names, got {self.cameras!r}")
         if not isinstance(self.proprio_dim, int) or self.proprio_dim < 0:
             raise ConfigError(f"proprio_dim must be an integer >= 0, got {self.proprio_dim!r}")
+        if self.proprio_indices and (
+            not self.proprio_dim or len(set(self.proprio_indices)) != len(self.proprio_indices)
+            or not all(isinstance(i, int) and 0 <= i < self.proprio_dim for i in self.proprio_indices)
+        ):
+            raise ConfigError(f"proprio_indices must be distinct entries of the {self.proprio_dim}-wide state "
+                              f"(0..{self.proprio_dim - 1}), got {list(self.proprio_indices)}")
         if not isinstance(self.patch_decoder, int) or self.patch_decoder < 0:
             raise ConfigError(f"patch_decoder must be an integer >= 0, got {self.patch_decoder!r}")
         if self.prefix_attention not in PREFIX_ATTENTION:
@@ -220,6 +230,9 @@ class TrainConfig:
     """Cameras the model reads, in this order (e.g. image wrist_image); empty: the checkpoint's, or just "image"."""
     proprio: bool = False
     """Feed the robot state (the datasets' proprio stream, normalised by its own statistics) as one token."""
+    proprio_indices: tuple[int, ...] = ()
+    """With proprio: the entries of the state the model reads (empty: all), e.g. 0 1 2 5 6 for the simulator's grip
+    position, yaw and gripper without the joint angles, which give away the arm's current velocity."""
     action_chunk: int = 0
     """K > 0: train OpenVLA-OFT parallel decoding (K-step action chunks, L1 head) instead of action tokens."""
     patch_loss: float = 0.0
@@ -291,6 +304,8 @@ class TrainConfig:
             raise ConfigError(f"got {len(self.weights)} weights for {len(self.datasets)} datasets")
         if self.patch_loss < 0:
             raise ConfigError(f"patch_loss must be >= 0, got {self.patch_loss}")
+        if self.proprio_indices and not self.proprio:
+            raise ConfigError("proprio_indices choose entries of the robot state: they need proprio=True")
         if self.prefix_attention not in PREFIX_ATTENTION:
             raise ConfigError(f"prefix_attention {self.prefix_attention!r} is not one of: {', '.join(PREFIX_ATTENTION)}")
         if self.attention_loss < 0:

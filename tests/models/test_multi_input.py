@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from clearvla.data.stats import compute_statistics
-from clearvla.errors import InputError
+from clearvla.errors import ConfigError, InputError
 from clearvla.models.vla import VLA
 
 CAMERAS = ("image", "wrist_image")
@@ -91,6 +91,27 @@ def test_round_trip_keeps_inputs_and_actions(vla, views, tmp_path):
     assert loaded.config.cameras == CAMERAS and loaded.config.proprio_dim == 13
     state = np.linspace(-1, 1, 13)
     np.testing.assert_array_equal(loaded.predict_action(views, "push it", proprio=state), vla.predict_action(views, "push it", proprio=state))
+
+
+def test_proprio_indices_read_only_the_chosen_entries_of_the_full_state(norm_stats, views, tmp_path):
+    """A model told to read entries 0 1 2 5 6 takes the full 13-wide state (as the env, eval and server give it),
+    ignores the rest, and keeps the choice in its checkpoint."""
+    vla = VLA.from_config("tiny", image_size=32, cameras=CAMERAS, proprio_dim=13, proprio_indices=(0, 1, 2, 5, 6),
+                          norm_stats=norm_stats, seed=3).eval()
+    assert vla.proprio_projector.fc1.in_features == 5
+    pixel_values, _ = vla.observation_inputs(views, np.zeros(13))
+    state = torch.zeros(1, 13)
+    joints_moved = state.clone()
+    joints_moved[0, 7:] = 2.0
+    yaw_moved = state.clone()
+    yaw_moved[0, 5] = 2.0
+    torch.testing.assert_close(vla.prefix(pixel_values, joints_moved), vla.prefix(pixel_values, state))
+    assert not torch.equal(vla.prefix(pixel_values, yaw_moved), vla.prefix(pixel_values, state))
+    vla.save_pretrained(tmp_path / "ckpt")
+    loaded = VLA.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config.proprio_indices == (0, 1, 2, 5, 6)
+    with pytest.raises(ConfigError, match=r"proprio_indices must be distinct entries of the 13-wide state .* got \[0, 13\]"):
+        VLA.from_config("tiny", image_size=32, proprio_dim=13, proprio_indices=(0, 13))
 
 
 def test_single_image_checkpoints_keep_openvla_layout(tmp_path, views):

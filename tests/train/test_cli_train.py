@@ -84,10 +84,13 @@ def two_camera_dataset(tmp_path_factory):
 def test_train_with_wrist_camera_and_proprio_then_add_them_to_a_single_image_checkpoint(two_camera_dataset, dataset, tmp_path):
     run = tmp_path / "multi"
     assert main(["train", "--datasets", str(two_camera_dataset), "--run-dir", str(run), "--image-size", "32", "--cameras",
-                 "image", "wrist_image", "--proprio", "--batch-size", "4", "--max-steps", "2", "--save-every", "2",
-                 "--num-workers", "0"]) == 0
+                 "image", "wrist_image", "--proprio", "--proprio-indices", "0", "2", "--batch-size", "4", "--max-steps",
+                 "2", "--save-every", "2", "--num-workers", "0"]) == 0
     model = VLA.from_pretrained(run / "checkpoints" / "step-00000002" / "model")
     assert model.config.cameras == ("image", "wrist_image") and model.config.proprio_dim == 4
+    assert model.config.proprio_indices == (0, 2)
+    with pytest.raises(ConfigError, match="need proprio=True"):
+        TrainConfig(datasets=(str(two_camera_dataset),), proprio_indices=(0,))
     views = {"image": np.zeros((32, 32, 3), np.uint8), "wrist_image": np.zeros((32, 32, 3), np.uint8)}
     assert model.predict_action(views, "push the block", proprio=np.zeros(4)).shape == (7,)
 

@@ -75,7 +75,8 @@ class VLA(nn.Module):
         self.camera_embedding = nn.Embedding(len(config.cameras), dim) if len(config.cameras) > 1 else None
         if self.camera_embedding is not None:
             nn.init.normal_(self.camera_embedding.weight, std=0.02)
-        self.proprio_projector = ProprioProjector(config.proprio_dim, dim) if config.proprio_dim else None
+        read = len(config.proprio_indices) or config.proprio_dim
+        self.proprio_projector = ProprioProjector(read, dim) if config.proprio_dim else None
         self.action_head = L1ActionHead(dim, config.action_dim, config.action_chunk) if config.action_chunk else None
         self.patch_decoder = PatchDecoder(dim, config.patch_decoder) if config.patch_decoder else None
         self.focus_head = FocusHead(dim, len(config.cameras)) if config.focus_head else None
@@ -185,6 +186,8 @@ class VLA(nn.Module):
             if proprio is None or proprio.ndim != 2 or proprio.shape != (b, self.config.proprio_dim):
                 got = None if proprio is None else tuple(proprio.shape)
                 raise InputError(f"this model reads the robot state: proprio must be [B={b}, {self.config.proprio_dim}], got {got}")
+            if self.config.proprio_indices:
+                proprio = proprio[:, list(self.config.proprio_indices)]
             tokens.append(self.proprio_projector(proprio.to(self.dtype))[:, None])
         elif proprio is not None:
             raise InputError("this model has no proprio input (config proprio_dim = 0); pass proprio=None")

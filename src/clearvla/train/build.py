@@ -40,6 +40,7 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
         inputs["cameras"] = tuple(cfg.cameras)
     if cfg.proprio:
         inputs["proprio_dim"] = proprio_width(norm_stats)
+        inputs["proprio_indices"] = tuple(cfg.proprio_indices)
     if cfg.action_chunk:
         inputs["action_chunk"] = cfg.action_chunk
         inputs["action_dim"] = action_width(norm_stats)
