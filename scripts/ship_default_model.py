@@ -1,7 +1,9 @@
 """Ship a trained run as clearvla's default model: copy its final checkpoint into the package, evaluate it
 on every suite, and write the model card (data, steps, time, scores) beside the weights.
 
-usage: python scripts/ship_default_model.py RUN_DIR [--episodes-train 50] [--episodes-heldout 30]
+usage: python scripts/ship_default_model.py RUN_DIR [--episodes-train 50] [--episodes-heldout 30] [--start 0]
+       [--execute K] [--center-crop]
+(--start, --execute and --center-crop as in `clearvla eval`; the card records them.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def main() -> None:
     parser.add_argument("--episodes-train", type=int, default=50)
     parser.add_argument("--episodes-heldout", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--start", type=int, default=0, help="first train-suite episode (held-out suites start at 0)")
+    parser.add_argument("--execute", type=int, default=None, help="chunk models: actions run open loop per forward")
+    parser.add_argument("--center-crop", action="store_true")
     args = parser.parse_args()
     final = sorted((args.run / "checkpoints").glob("step-*"))[-1] / "model"
     config = json.loads((args.run / "train_config.json").read_text())
@@ -35,8 +40,9 @@ def main() -> None:
 
     staging = Path(tempfile.mkdtemp(prefix=".default_model-", dir=DEFAULT_MODEL.parent))
     shutil.copytree(final, staging, dirs_exist_ok=True)
-    reports = [evaluate_suite(staging, "train", args.episodes_train, workers=args.workers, videos="none")]
-    reports += [evaluate_suite(staging, s, args.episodes_heldout, workers=args.workers, videos="none") for s in HELD_OUT]
+    options = dict(workers=args.workers, videos="none", execute=args.execute, center_crop=args.center_crop)
+    reports = [evaluate_suite(staging, "train", args.episodes_train, start=args.start, **options)]
+    reports += [evaluate_suite(staging, s, args.episodes_heldout, **options) for s in HELD_OUT]
     write_reports(reports, args.run / "ship_eval")
     rows = "\n".join(
         f"| {r.suite} | {s['episodes']} | {s['success_rate']:.1%} | {s['ci95'][0]:.1%}–{s['ci95'][1]:.1%} |"
@@ -45,6 +51,11 @@ def main() -> None:
     size_mb = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) / 2**20
     last = history[-1]
     wrist = "wrist_image" in (config.get("cameras") or ())
+    recorded = [json.loads((Path(d) / "meta" / "info.json").read_text())["total_episodes"] for d in config["datasets"]]
+    state = ("no" if not config.get("proprio") else
+             f"entries {', '.join(map(str, config['proprio_indices']))}" if config.get("proprio_indices") else "all entries")
+    evaluation = (f"`clearvla eval --suite SUITE --episodes N{f' --start {args.start}' if args.start else ''}"
+                  f"{f' --execute {args.execute}' if args.execute else ''}{' --center-crop' if args.center_crop else ''}`")
     chunk = config.get("action_chunk", 0)
     output = (f"OpenVLA-OFT parallel decoding: {chunk}-step action chunks through an L1 head" if chunk
               else "OpenVLA's 7 action tokens, 256 bins each")
@@ -58,23 +69,28 @@ def main() -> None:
                f" simulator's masks: the slots learn to look at the object the arm heads for, the named part and then its"
                f" target (training only; final"
                f" `attention_loss` {last.get('attention_loss', float('nan')):.3f})." if config.get("attention_loss") else "")
+    focus = (f"\n- **Focus head** (training only): weight {config['focus_loss']}; the slots regress where that object shows"
+             f" in each camera (`focus_head.*`, unused at inference; final `focus_loss` {last.get('focus_loss', float('nan')):.3f})."
+             if config.get("focus_loss") else "")
     (staging / "README.md").write_text(f"""# clearvla default model
 
 The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fused projector, Llama; 
 {config.get('image_size')}² images) trained from scratch on the clearvla workcell simulator.
 
 - **Data**: {', '.join(config['datasets'])} — scripted-expert demonstrations of the `train` suite
-  (`clearvla sim record --suite train --episodes 1000 --image-size 128{'' if wrist else ' --no-wrist'} --seed 0`).
-- **Inputs**: cameras {', '.join(config.get('cameras') or ['image'])}; robot state (proprio) {'yes' if config.get('proprio') else 'no'}.
+  (`clearvla sim record --suite train --episodes {sum(recorded)} --image-size 128{'' if wrist else ' --no-wrist'} --seed 0`).
+- **Inputs**: cameras {', '.join(config.get('cameras') or ['image'])}; robot state (proprio): {state}.
 - **Output**: {output}.
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}
   ({config['schedule']}, {config['warmup_steps']} warmup), seed {config['seed']}; about {seconds / 60:.0f} min on a
-  2-core CPU. Final train loss {last['loss']:.3f}, {fit}.{patch}{binding}
+  2-core CPU. Final train loss {last['loss']:.3f}, {fit}.{patch}{binding}{focus}
 - **Reproduce**: `make default-model` (record → `clearvla train --config configs/default_model.yaml` → this card).
 - **Size**: {size_mb:.1f} MB on disk (float32 safetensors).
 - **Un-normalisation key**: `{next(iter(json.loads((staging / 'dataset_statistics.json').read_text())))}`.
 
 ## Closed-loop success (Wilson 95% intervals)
+
+Measured as {evaluation}.
 
 | suite | episodes | success | 95% CI |
 |---|---|---|---|
