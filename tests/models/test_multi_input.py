@@ -124,3 +124,19 @@ def test_single_image_checkpoints_keep_openvla_layout(tmp_path, views):
                                   single.predict_action_tokens({"image": views["image"]}, "push it"))
     with pytest.raises(InputError, match="no proprio input"):
         single.predict_action(views["image"], "push it", proprio=np.zeros(13))
+
+
+def test_new_proprio_indices_start_a_fresh_state_mlp_and_keep_every_other_weight(norm_stats):
+    """Fine-tuning a checkpoint to read other entries of the state (`with_inputs`): the proprio MLP, whose input
+    width changes, starts fresh as a whole; the vision, LLM and head keep their trained weights."""
+    from dataclasses import replace
+
+    from clearvla.train.build import with_inputs
+
+    trained = VLA.from_config("tiny", image_size=32, cameras=CAMERAS, proprio_dim=13, proprio_indices=(0, 1, 2, 5, 6),
+                              action_chunk=2, norm_stats=norm_stats, seed=3)
+    moved = with_inputs(trained, replace(trained.config, proprio_indices=(5, 6)), seed=7)
+    assert moved.proprio_projector.fc1.in_features == 2
+    assert not torch.equal(moved.proprio_projector.fc2.weight, trained.proprio_projector.fc2.weight)
+    for name in ("action_head.model.fc1.weight", "language_model.model.layers.0.mlp.up_proj.weight", "camera_embedding.weight"):
+        torch.testing.assert_close(moved.state_dict()[name], trained.state_dict()[name])

@@ -65,13 +65,18 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
 def with_inputs(model: VLA, config: VLAConfig, seed: int) -> VLA:
     """`model` with new cameras / proprio input / chunk head: the same weights, fresh (seeded) camera embeddings,
     proprio MLP and action head (OpenVLA-OFT's way of adding a wrist camera, the robot state and parallel decoding
-    to a single-image checkpoint)."""
+    to a single-image checkpoint). An input module whose shapes change (the proprio MLP under new proprio_indices)
+    starts fresh as a whole."""
     if config == model.config:
         return model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         new = VLA(config, tokenizer=model.tokenizer, norm_stats=model.norm_stats, processor=model.processor)
-    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    shapes = {k: v.shape for k, v in new.state_dict().items()}
+    old = model.state_dict()
+    reshaped = {k.split(".")[0] for k, v in old.items()
+                if k.split(".")[0] in INPUT_MODULE_NAMES and k in shapes and shapes[k] != v.shape}
+    missing, unexpected = new.load_state_dict({k: v for k, v in old.items() if k.split(".")[0] not in reshaped}, strict=False)
     fresh = [k for k in missing if k.split(".")[0] not in INPUT_MODULE_NAMES]
     if fresh or unexpected:
         raise ConfigError(f"cannot move the checkpoint to inputs {config.cameras} / proprio {config.proprio_dim} / "
