@@ -50,9 +50,10 @@ bench: install
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Reproduces the shipped default model: demonstrations -> training (resumable) -> evaluation.
-DEMOS := runs/data/workcell_train_128
+DEMOS := runs/data/workcell_train_3k
 default-model: install
-	test -d $(DEMOS) || $(VENV)/bin/clearvla sim record --suite train --episodes 1000 --out $(DEMOS) --image-size 128 --no-wrist --seed 0
+	test -d $(DEMOS) || $(VENV)/bin/clearvla sim record --suite train --episodes 3000 --out $(DEMOS) --image-size 128 --seed 0 --workers 2
+	$(VENV)/bin/clearvla train --config configs/workcell_chunk.yaml --run-dir runs/default_model_stage1 --resume
 	$(VENV)/bin/clearvla train --config configs/default_model.yaml --resume
 	$(PY) scripts/ship_default_model.py runs/default_model
 

@@ -22,6 +22,14 @@ from clearvla.eval.rollout import evaluate_suite
 HELD_OUT = ("visual", "motion", "physical", "semantic", "ambiguous")
 
 
+def training_seconds(run: Path) -> tuple[float, dict, list[dict]]:
+    """(wall seconds estimated from logged samples/s, train_config, metrics rows) of a run directory."""
+    config = json.loads((run / "train_config.json").read_text())
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rate = sum(h["samples_per_s"] for h in history) / len(history) / config["batch_size"]
+    return history[-1]["step"] / max(rate, 1e-9), config, history
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -33,10 +41,15 @@ def main() -> None:
     parser.add_argument("--center-crop", action="store_true")
     args = parser.parse_args()
     final = sorted((args.run / "checkpoints").glob("step-*"))[-1] / "model"
-    config = json.loads((args.run / "train_config.json").read_text())
-    history = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
-    seconds = sum(h["step"] - p["step"] for p, h in zip([{"step": 0}] + history, history)) / max(
-        sum(h["samples_per_s"] for h in history) / len(history) / config["batch_size"], 1e-9)
+    seconds, config, history = training_seconds(args.run)
+    stage1 = ""
+    init = Path(config["init"])
+    if init.is_dir() and (init.parents[2] / "train_config.json").is_file():  # RUN/checkpoints/step-N/model
+        first, first_config, first_history = training_seconds(init.parents[2])
+        seconds += first
+        stage1 = (f"\n- **Stage 1**: {first_history[-1]['step']} steps from scratch, reading state entries"
+                  f" {', '.join(map(str, first_config.get('proprio_indices') or ['all']))}, lr {first_config['lr']};"
+                  f" this model fine-tunes it (the state MLP starts fresh).")
 
     staging = Path(tempfile.mkdtemp(prefix=".default_model-", dir=DEFAULT_MODEL.parent))
     shutil.copytree(final, staging, dirs_exist_ok=True)
@@ -54,8 +67,10 @@ def main() -> None:
     recorded = [json.loads((Path(d) / "meta" / "info.json").read_text())["total_episodes"] for d in config["datasets"]]
     state = ("no" if not config.get("proprio") else
              f"entries {', '.join(map(str, config['proprio_indices']))}" if config.get("proprio_indices") else "all entries")
-    evaluation = (f"`clearvla eval --suite SUITE --episodes N{f' --start {args.start}' if args.start else ''}"
-                  f"{f' --execute {args.execute}' if args.execute else ''}{' --center-crop' if args.center_crop else ''}`")
+    evaluation = (f"`clearvla eval --suite SUITE --episodes N{f' --execute {args.execute}' if args.execute else ''}"
+                  f"{' --center-crop' if args.center_crop else ''}`"
+                  + (f", `train` from episode {args.start} (scenes the demonstrations never showed), the held-out suites"
+                     f" from episode 0" if args.start else ""))
     chunk = config.get("action_chunk", 0)
     output = (f"OpenVLA-OFT parallel decoding: {chunk}-step action chunks through an L1 head" if chunk
               else "OpenVLA's 7 action tokens, 256 bins each")
@@ -83,8 +98,8 @@ The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fuse
 - **Output**: {output}.
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}
   ({config['schedule']}, {config['warmup_steps']} warmup), seed {config['seed']}; about {seconds / 60:.0f} min on a
-  2-core CPU. Final train loss {last['loss']:.3f}, {fit}.{patch}{binding}{focus}
-- **Reproduce**: `make default-model` (record → `clearvla train --config configs/default_model.yaml` → this card).
+  2-core CPU (both stages). Final train loss {last['loss']:.3f}, {fit}.{stage1}{patch}{binding}{focus}
+- **Reproduce**: `make default-model` (record → `clearvla train` stage 1 and stage 2 → this card).
 - **Size**: {size_mb:.1f} MB on disk (float32 safetensors).
 - **Un-normalisation key**: `{next(iter(json.loads((staging / 'dataset_statistics.json').read_text())))}`.
 

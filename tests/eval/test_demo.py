@@ -10,7 +10,7 @@ def test_shipped_default_model_loads_and_is_small():
     size = sum(f.stat().st_size for f in DEFAULT_MODEL.rglob("*") if f.is_file())
     assert size <= 30 * 2**20
     assert (DEFAULT_MODEL / "dataset_statistics.json").is_file() and (DEFAULT_MODEL / "README.md").is_file()
-    assert set(model.norm_stats) == {"workcell_train_128"}
+    assert set(model.norm_stats) == {"workcell_train_3k"}
 
 
 def test_demo_runs_every_suite_and_writes_videos_and_reports(tmp_path, capsys):
