@@ -4,7 +4,7 @@ The paper (openvla-7b, real robot): bf16 16.8 GB / 71.3%, int8 10.2 GB / 58.1%, 
 Here: a checkpoint (default: the shipped default model) evaluated closed-loop on the first N episodes of a suite
 with each precision, as `clearvla eval --quantize ...` runs it. Weight memory counts stored bytes (quantised
 layers: packed weights + scales), with the unquantised rest in bfloat16 as on a GPU and in the paper (as run
-here, with the rest in float32, is `weight_bytes_as_run`). Latency: one predict call on a simulator-sized frame, median, in the same
+here, with the rest in float32, is `weight_bytes_as_run`). Latency: one predict call on simulator-sized frames, median, in the same
 process. bf16 runs bfloat16 weights and compute; int8/int4 compute in float32 on this CPU (no bf16 matmul units),
 bfloat16 with --device cuda.
 
@@ -35,12 +35,15 @@ PAPER = {"bfloat16": {"weight_gb": 16.8, "success": 0.713}, "int8": {"weight_gb"
 def latency_ms(checkpoint: Path, dtype: str, quantize: str, device: str, repeats: int = 10) -> float:
     vla = load_for_inference(checkpoint, dtype=dtype, quantize=quantize, device=device)
     size = vla.processor.image_size
-    image = np.random.default_rng(0).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-    vla.predict_action_tokens(image, "pick up the red block")
+    rng = np.random.default_rng(0)
+    # Every camera the model reads, and a state when it reads one (the default model has both).
+    observation = {camera: rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for camera in vla.config.cameras}
+    state = np.zeros(vla.config.proprio_dim) if vla.config.proprio_dim else None
+    vla.predict_action(observation, "pick up the red block", proprio=state)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        vla.predict_action_tokens(image, "pick up the red block")
+        vla.predict_action(observation, "pick up the red block", proprio=state)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 
