@@ -156,6 +156,9 @@ def test_save_load_round_trip(tokenizer, tmp_path):
         assert loaded(text)["input_ids"] == tokenizer(text)["input_ids"]
     assert tk.prompt_ids(loaded, "stack the cube") == tk.prompt_ids(tokenizer, "stack the cube")
     assert loaded.pad_token_id == 1024 and loaded.padding_side == "right" and loaded.model_max_length == 2048
+    tk.save_tokenizer(loaded, tmp_path / "again")  # a loaded tokenizer saves the same flags (fine-tuned checkpoints)
+    again = json.loads((tmp_path / "again" / "tokenizer_config.json").read_text())
+    assert again["add_bos_token"] is True and again["add_eos_token"] is False
 
 
 def test_openvla_style_dir_without_tokenizer_json_loads(tokenizer, sp, tmp_path):

@@ -250,8 +250,10 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | Path) ->
     config = {
         **_openvla_config(pad_id=base_vocab_size(tokenizer)),
         **{key: str(value) for key, value in tokenizer.special_tokens_map.items() if key in _SPECIAL_KEYS},
-        "add_bos_token": tokenizer.add_bos_token,
-        "add_eos_token": tokenizer.add_eos_token,
+        # What the tokenizer does, not its flags: after loading, transformers 5 reports add_bos_token False for a
+        # tokenizer whose tokenizer.json post-processor still adds BOS, so a re-saved checkpoint would drift.
+        "add_bos_token": _adds(tokenizer, tokenizer.bos_token_id, first=True),
+        "add_eos_token": _adds(tokenizer, tokenizer.eos_token_id, first=False),
         "added_tokens_decoder": {str(i): _token_entry(t) for i, t in sorted(tokenizer.added_tokens_decoder.items())},
         "model_max_length": tokenizer.model_max_length,
         "padding_side": tokenizer.padding_side,
@@ -259,6 +261,12 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | Path) ->
     directory = Path(directory)
     _write_files(directory, sp_model, config)
     tokenizer.backend_tokenizer.save(str(directory / FAST_TOKENIZER_FILE))
+
+
+def _adds(tokenizer: PreTrainedTokenizerBase, token_id: int | None, *, first: bool) -> bool:
+    """Whether encoding with special tokens puts `token_id` first (or last) around plain text."""
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return token_id is not None and ids[0 if first else -1] == token_id
 
 
 def base_vocab_size(tokenizer: PreTrainedTokenizerBase) -> int:
