@@ -18,6 +18,7 @@ from clearvla.assets import DEFAULT_MODEL
 from clearvla.eval.report import write_reports
 from clearvla.models.checkpoint import publish_permissions
 from clearvla.eval.rollout import evaluate_suite
+from clearvla.sim.expert import DEFAULT_STEP_NOISE
 
 HELD_OUT = ("visual", "motion", "physical", "semantic", "ambiguous")
 
@@ -28,6 +29,15 @@ def training_seconds(run: Path) -> tuple[float, dict, list[dict]]:
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     rate = sum(h["samples_per_s"] for h in history) / len(history) / config["batch_size"]
     return history[-1]["step"] / max(rate, 1e-9), config, history
+
+
+def step_noise_option(dataset: Path) -> str:
+    """` --step-noise M` when the dataset's expert ran with a per-step noise other than its default, else ''."""
+    import pyarrow.parquet as pq
+
+    episodes = pq.read_table(next((dataset / "meta" / "episodes").rglob("*.parquet")), columns=["clearvla/metadata"])
+    noise = json.loads(episodes.column(0)[0].as_py()).get("expert_step_noise")
+    return "" if noise is None or abs(noise - DEFAULT_STEP_NOISE) < 1e-9 else f" --step-noise {noise:g}"
 
 
 def main() -> None:
@@ -64,6 +74,7 @@ def main() -> None:
     size_mb = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) / 2**20
     last = history[-1]
     wrist = "wrist_image" in (config.get("cameras") or ())
+    noise = step_noise_option(Path(config["datasets"][0]))
     recorded = [json.loads((Path(d) / "meta" / "info.json").read_text())["total_episodes"] for d in config["datasets"]]
     state = ("no" if not config.get("proprio") else
              f"entries {', '.join(map(str, config['proprio_indices']))}" if config.get("proprio_indices") else "all entries")
@@ -93,7 +104,7 @@ The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fuse
 {config.get('image_size')}² images) trained from scratch on the clearvla workcell simulator.
 
 - **Data**: {', '.join(config['datasets'])} — scripted-expert demonstrations of the `train` suite
-  (`clearvla sim record --suite train --episodes {sum(recorded)} --image-size 128{'' if wrist else ' --no-wrist'} --seed 0`).
+  (`clearvla sim record --suite train --episodes {sum(recorded)} --image-size 128{'' if wrist else ' --no-wrist'} --seed 0{noise}`).
 - **Inputs**: cameras {', '.join(config.get('cameras') or ['image'])}; robot state (proprio): {state}.
 - **Output**: {output}.
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,11 @@ from clearvla.errors import ConfigError
 from clearvla.sim import language as lang
 from clearvla.sim import suites, vocab
 from clearvla.sim.objects import PART_DIMS, PHYSICAL_DIMS
-from clearvla.sim.sampling import PART_REGION
+from clearvla.sim.arm import HOME_QPOS, ArmLimits
+from clearvla.sim.geometry import mat_to_rpy
+from clearvla.sim.sampling import PART_REGION, START_BOX, sample_setup
+from clearvla.sim.scene import SceneSpec
+from clearvla.sim.world import Workcell
 
 
 def setups(suite: str, n: int = 40):
@@ -107,3 +113,32 @@ def test_vocab_tables_agree_with_the_object_tables() -> None:
     assert set(vocab.SURFACE_FORMS["size"]) == set(vocab.SIZES)
     assert set(vocab.SURFACE_FORMS["relation"]) == set(vocab.RELATIONS)
     assert set(vocab.SURFACE_FORMS["direction"]) == set(vocab.DIRECTIONS)
+
+
+def test_arm_starts_each_episode_at_its_own_pose_in_the_start_box() -> None:
+    starts = np.array([s.scene.arm_start for s in setups("train")])
+    low, high = np.array(START_BOX).T
+    assert np.all((starts >= low) & (starts <= high))
+    assert len({tuple(s) for s in starts}) == len(starts)  # no shared start pose for a position to give away
+    spec = suites.episode("train", 5)
+    world = Workcell(suites.setup(spec).scene, image_size=64, physics_dt=0.002, control_dt=0.1, limits=ArmLimits())
+    pos, mat = world.arm.ee_pose(world.data)
+    np.testing.assert_allclose(pos, starts[5][:3], atol=2e-3)
+    np.testing.assert_allclose(mat_to_rpy(mat), [0.0, 0.0, starts[5][3]], atol=2e-2)
+    assert world.arm.gripper_opening(world.data) == 1.0
+
+
+def test_random_start_changes_nothing_else_and_can_be_turned_off() -> None:
+    spec = suites.episode("semantic", 3)  # held-out wording draws from the same generator
+    cfg = suites.SUITE_CONFIGS["semantic"]
+    random, home = sample_setup(cfg, spec), sample_setup(replace(cfg, random_start=False), spec)
+    assert home.scene.arm_start is None and random.scene.arm_start is not None
+    assert replace(random, scene=replace(random.scene, arm_start=None)) == home
+    world = Workcell(home.scene, image_size=64, physics_dt=0.002, control_dt=0.1, limits=ArmLimits())
+    np.testing.assert_allclose(world.arm.joints(world.data), HOME_QPOS, atol=1e-9)
+
+
+def test_an_unreachable_start_pose_is_refused() -> None:
+    with pytest.raises(ConfigError, match="arm_start .* out of the arm's reach"):
+        Workcell(SceneSpec((), arm_start=(1.5, 0.0, 0.2, 0.0)), image_size=64, physics_dt=0.002, control_dt=0.1,
+                 limits=ArmLimits())

@@ -25,6 +25,7 @@ from clearvla.sim.tasks import top_z
 from clearvla.sim.vocab import DIRECTION_AXIS
 
 FINGER_FACE = 0.014  # m from the grip centre to the outer face of the closed fingers
+DEFAULT_STEP_NOISE = 0.0015  # m, std of the per-step translation noise at noise=1
 MAX_STEP_NOISE = 0.01  # m; beyond this the expert fails often (95% at 7 mm on the train suite)
 Actions = Generator[np.ndarray, None, bool]
 
@@ -77,7 +78,7 @@ class ScriptedExpert:
             release=float(r.uniform(0.008, 0.02)),
             carry=float(r.uniform(0.03, 0.06)),
             pause=int(r.integers(2, 4)),
-            noise=0.0015 * self.noise if self.step_noise is None else self.step_noise,
+            noise=DEFAULT_STEP_NOISE * self.noise if self.step_noise is None else self.step_noise,
         )
         self._grip = 1.0
         self._plan = self._episode()

@@ -30,6 +30,9 @@ Box = tuple[tuple[float, float], tuple[float, float]]  # ((x_lo, x_hi), (y_lo, y
 PART_REGION: Box = ((0.36, 0.58), (-0.20, 0.20))
 TARGET_REGION: Box = ((0.38, 0.56), (-0.24, 0.24))
 MOTION_REGION: Box = ((0.27, 0.67), (-0.30, 0.30))  # held-out positions: inside this box, outside PART_REGION
+# Where the arm starts an episode: grip-site x, y, z (m) and yaw (rad). A random start keeps the grip position from
+# telling a cloned policy where it is heading (from one fixed start, position along a straight path gives it away).
+START_BOX = ((0.36, 0.58), (-0.22, 0.22), (0.16, 0.32), (-0.8, 0.8))
 GAP = 0.035  # m between the footprint circles of any two objects
 PART_YAW = 0.5  # rad, parts are placed with |yaw| below this
 PUSH_ROOM = 0.14  # m the push lane must stay clear (and inside the table region) ahead of the part
@@ -53,6 +56,7 @@ class SuiteConfig:
     ambiguous: bool = False  # the instruction fits two or more parts
     same_kind: float = 0.5  # chance each other part shares the task part's kind
     overspecify: float = 0.25
+    random_start: bool = True  # the arm starts at a pose drawn from START_BOX, else at home
 
 
 @dataclass(frozen=True)
@@ -281,11 +285,15 @@ def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> Epis
             direction=wording("direction", direction) if direction else None,
         )
 
+    appearance = _appearance(rng) if cfg.visual else Appearance()
+    instruction, unambiguous = say(spoken), say(ref)
+    # Drawn last, so the rest of the episode is the same with or without a random start.
+    start = tuple(float(rng.uniform(lo, hi)) for lo, hi in START_BOX) if cfg.random_start else None
     return EpisodeSetup(
         spec=spec,
-        scene=SceneSpec(tuple(objects), _appearance(rng) if cfg.visual else Appearance()),
+        scene=SceneSpec(tuple(objects), appearance, arm_start=start),  # type: ignore[arg-type]
         task=TaskSpec(task, focus.name, goal.name if goal else None, direction),
-        instruction=say(spoken),
+        instruction=instruction,
         parse={
             "task": task,
             "object": spoken.to_dict(objects),
@@ -295,7 +303,7 @@ def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> Epis
         intended_object=focus.name,
         candidates=tuple(names),
         distinguishing_attributes=tuple(distinguishing),
-        unambiguous_instruction=say(ref),
+        unambiguous_instruction=unambiguous,
         max_steps=STEP_LIMITS[task],
     )
 

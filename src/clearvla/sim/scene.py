@@ -43,6 +43,9 @@ class SceneSpec:
 
     objects: tuple[ObjectSpec, ...]
     appearance: Appearance = field(default_factory=Appearance)
+    # Grip-site pose (x, y, z in metres, yaw in radians; gripper pointing down, jaws open) the arm starts the
+    # episode in; None starts it at the home posture (`arm.HOME_QPOS`).
+    arm_start: tuple[float, float, float, float] | None = None
 
 
 def _look_at_xyaxes(pos: tuple[float, float, float], target: tuple[float, float, float]) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from clearvla.errors import ConfigError
 from clearvla.sim.arm import FINGERS, HOME_QPOS, Arm, ArmLimits
+from clearvla.sim.geometry import rotation_error, rpy_to_mat
 from clearvla.sim.objects import ObjectSpec, SceneObject
 from clearvla.sim.scene import SceneSpec, build_mjcf
 
@@ -43,13 +45,29 @@ class Workcell:
         self._gripper_geoms = self.arm.finger_geoms | frozenset(
             int(g) for g in np.flatnonzero(self.model.geom_bodyid == self.model.body("tool").id)
         )
-        self.arm.reset(self.data, HOME_QPOS)
+        start = HOME_QPOS if scene.arm_start is None else self._start_qpos(scene.arm_start)
+        self.arm.reset(self.data, start)
         mujoco.mj_forward(self.model, self.data)
         for _ in range(round(SETTLE_TIME / physics_dt)):
             mujoco.mj_step(self.model, self.data)
-        self.arm.reset(self.data, HOME_QPOS)
+        self.arm.reset(self.data, start)
         mujoco.mj_forward(self.model, self.data)
         self.initial_positions = {name: self.position(name) for name in self.specs}
+
+    def _start_qpos(self, pose: tuple[float, float, float, float]) -> np.ndarray:
+        """Joint angles [6] that put the grip site at `pose` (x, y, z, yaw), by IK from the home posture."""
+        pos, mat = np.array(pose[:3]), rpy_to_mat(np.array([0.0, 0.0, pose[3]]))
+        q = HOME_QPOS.copy()
+        for _ in range(6):  # each call runs a capped number of IK iterations
+            q = self.arm.solve_ik(q, pos, mat)
+        d = mujoco.MjData(self.model)
+        d.qpos[self.arm.qadr] = q
+        mujoco.mj_kinematics(self.model, d)
+        pos_err = np.linalg.norm(d.site_xpos[self.arm.site] - pos)
+        rot_err = np.linalg.norm(rotation_error(mat, d.site_xmat[self.arm.site].reshape(3, 3)))
+        if pos_err > 2e-3 or rot_err > 2e-2:
+            raise ConfigError(f"arm_start {pose} is out of the arm's reach (IK error {pos_err * 1000:.1f} mm, {rot_err:.3f} rad)")
+        return q
 
     def step(self, action: np.ndarray) -> None:
         """Apply one 7-D action (see `Arm.apply_action`) and integrate one control period."""
