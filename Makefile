@@ -49,13 +49,18 @@ bench: install
 	  case $$f in */common.py) continue;; */clarify.py|*/finetune_modes.py|*/input_ablation.py) echo "== $$f needs arguments: see its docstring"; continue;; esac; \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
-# Reproduces the shipped default model: demonstrations -> training (resumable) -> evaluation.
-DEMOS := runs/data/workcell_train_3k
+# Reproduces the shipped default model: demonstrations -> three training stages (resumable) -> evaluation.
+# Stages 1-2 learn on home-start episodes, stage 3 on random starts (configs/default_model.yaml says why).
+HOME_DEMOS := runs/data/workcell_train_3k_home
+DEMOS      := runs/data/workcell_train_3k
+RECORD     := $(VENV)/bin/clearvla sim record --suite train --episodes 3000 --image-size 128 --seed 0 --workers 2
 default-model: install
-	test -d $(DEMOS) || $(VENV)/bin/clearvla sim record --suite train --episodes 3000 --out $(DEMOS) --image-size 128 --seed 0 --workers 2
-	$(VENV)/bin/clearvla train --config configs/workcell_chunk.yaml --run-dir runs/default_model_stage1 --resume
+	test -d $(HOME_DEMOS) || $(RECORD) --out $(HOME_DEMOS) --home-start
+	test -d $(DEMOS) || $(RECORD) --out $(DEMOS) --step-noise 0.004
+	$(VENV)/bin/clearvla train --config configs/workcell_chunk.yaml --datasets $(HOME_DEMOS) --run-dir runs/default_model_stage1 --resume
+	$(VENV)/bin/clearvla train --config configs/default_model_stage2.yaml --resume
 	$(VENV)/bin/clearvla train --config configs/default_model.yaml --resume
-	$(PY) scripts/ship_default_model.py runs/default_model
+	$(PY) scripts/ship_default_model.py runs/default_model --start 4000
 
 clean:
 	rm -rf $(VENV) $(LIBERO_VENV) .pytest_cache runs

@@ -14,10 +14,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from clearvla.assets import DEFAULT_MODEL
 from clearvla.eval.report import write_reports
 from clearvla.models.checkpoint import publish_permissions
 from clearvla.eval.rollout import evaluate_suite
+from clearvla.sim.arm import HOME_QPOS
 from clearvla.sim.expert import DEFAULT_STEP_NOISE
 
 HELD_OUT = ("visual", "motion", "physical", "semantic", "ambiguous")
@@ -31,13 +34,41 @@ def training_seconds(run: Path) -> tuple[float, dict, list[dict]]:
     return history[-1]["step"] / max(rate, 1e-9), config, history
 
 
-def step_noise_option(dataset: Path) -> str:
-    """` --step-noise M` when the dataset's expert ran with a per-step noise other than its default, else ''."""
+def stages(run: Path) -> list[tuple[Path, float, dict, list[dict]]]:
+    """(run dir, seconds, train_config, metrics rows) of `run` and of each run it was initialised from, first
+    stage first (a stage's `init` is RUN/checkpoints/step-N/model)."""
+    chain = []
+    while True:
+        chain.append((run, *training_seconds(run)))
+        init = Path(chain[-1][2]["init"])
+        if not (init.is_dir() and (init.parents[2] / "train_config.json").is_file()):
+            return chain[::-1]
+        run = init.parents[2]
+
+
+def record_command(dataset: Path) -> str:
+    """The `clearvla sim record` command that made a dataset, from its episode count, episode metadata and the
+    arm's first pose (the home posture, or a random start)."""
     import pyarrow.parquet as pq
 
+    info = json.loads((dataset / "meta" / "info.json").read_text())
     episodes = pq.read_table(next((dataset / "meta" / "episodes").rglob("*.parquet")), columns=["clearvla/metadata"])
-    noise = json.loads(episodes.column(0)[0].as_py()).get("expert_step_noise")
-    return "" if noise is None or abs(noise - DEFAULT_STEP_NOISE) < 1e-9 else f" --step-noise {noise:g}"
+    meta = json.loads(episodes.column(0)[0].as_py())
+    noise = meta.get("expert_step_noise")
+    options = "" if noise is None or abs(noise - DEFAULT_STEP_NOISE) < 1e-9 else f" --step-noise {noise:g}"
+    first_state = pq.read_table(next((dataset / "data").rglob("*.parquet")), columns=["observation.state"]).column(0)[0]
+    home = np.allclose(np.asarray(first_state.as_py())[7:], HOME_QPOS, atol=1e-3)  # joints of episode 0's first frame
+    options += " --home-start" if home else ""
+    options += "" if "observation.images.wrist_image" in info["features"] else " --no-wrist"
+    return (f"clearvla sim record --suite train --episodes {info['total_episodes']} --out {dataset} --image-size {meta['image_size']}"
+            f" --seed {meta['expert_seed']}{options}")
+
+
+def state_entries(config: dict) -> str:
+    if not config.get("proprio"):
+        return "no robot state"
+    indices = config.get("proprio_indices")
+    return f"state entries {', '.join(map(str, indices))}" if indices else "all state entries"
 
 
 def main() -> None:
@@ -51,15 +82,18 @@ def main() -> None:
     parser.add_argument("--center-crop", action="store_true")
     args = parser.parse_args()
     final = sorted((args.run / "checkpoints").glob("step-*"))[-1] / "model"
-    seconds, config, history = training_seconds(args.run)
-    stage1 = ""
-    init = Path(config["init"])
-    if init.is_dir() and (init.parents[2] / "train_config.json").is_file():  # RUN/checkpoints/step-N/model
-        first, first_config, first_history = training_seconds(init.parents[2])
-        seconds += first
-        stage1 = (f"\n- **Stage 1**: {first_history[-1]['step']} steps from scratch, reading state entries"
-                  f" {', '.join(map(str, first_config.get('proprio_indices') or ['all']))}, lr {first_config['lr']};"
-                  f" this model fine-tunes it (the state MLP starts fresh).")
+    chain = stages(args.run)
+    _, _, config, history = chain[-1]
+    seconds = sum(stage[1] for stage in chain)
+    earlier = "".join(
+        f"\n- **Stage {i + 1}** ({run}): {rows[-1]['step']} steps {'from scratch' if i == 0 else f'from stage {i}'}"
+        f" on {', '.join(c['datasets'])}, {state_entries(c)}, lr {c['lr']}."
+        for i, (run, _, c, rows) in enumerate(chain[:-1])
+    )
+    if earlier:
+        earlier += f"\n- **Stage {len(chain)}** ({args.run}), this model: fine-tuned from stage {len(chain) - 1}, as above."
+    datasets = dict.fromkeys(d for _, _, c, _ in chain for d in c["datasets"])
+    recordings = "; ".join(f"`{record_command(Path(d))}`" for d in datasets)
 
     staging = Path(tempfile.mkdtemp(prefix=".default_model-", dir=DEFAULT_MODEL.parent))
     shutil.copytree(final, staging, dirs_exist_ok=True)
@@ -73,11 +107,6 @@ def main() -> None:
     )
     size_mb = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) / 2**20
     last = history[-1]
-    wrist = "wrist_image" in (config.get("cameras") or ())
-    noise = step_noise_option(Path(config["datasets"][0]))
-    recorded = [json.loads((Path(d) / "meta" / "info.json").read_text())["total_episodes"] for d in config["datasets"]]
-    state = ("no" if not config.get("proprio") else
-             f"entries {', '.join(map(str, config['proprio_indices']))}" if config.get("proprio_indices") else "all entries")
     evaluation = (f"`clearvla eval --suite SUITE --episodes N{f' --execute {args.execute}' if args.execute else ''}"
                   f"{' --center-crop' if args.center_crop else ''}`"
                   + (f", `train` from episode {args.start} (scenes the demonstrations never showed), the held-out suites"
@@ -103,14 +132,13 @@ def main() -> None:
 The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fused projector, Llama; 
 {config.get('image_size')}² images) trained from scratch on the clearvla workcell simulator.
 
-- **Data**: {', '.join(config['datasets'])} — scripted-expert demonstrations of the `train` suite
-  (`clearvla sim record --suite train --episodes {sum(recorded)} --image-size 128{'' if wrist else ' --no-wrist'} --seed 0{noise}`).
-- **Inputs**: cameras {', '.join(config.get('cameras') or ['image'])}; robot state (proprio): {state}.
+- **Data**: scripted-expert demonstrations of the `train` suite: {recordings}.
+- **Inputs**: cameras {', '.join(config.get('cameras') or ['image'])}; {state_entries(config)}.
 - **Output**: {output}.
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}
   ({config['schedule']}, {config['warmup_steps']} warmup), seed {config['seed']}; about {seconds / 60:.0f} min on a
-  2-core CPU (both stages). Final train loss {last['loss']:.3f}, {fit}.{stage1}{patch}{binding}{focus}
-- **Reproduce**: `make default-model` (record → `clearvla train` stage 1 and stage 2 → this card).
+  2-core CPU ({f'all {len(chain)} stages' if len(chain) > 1 else 'one stage'}). Final train loss {last['loss']:.3f}, {fit}.{earlier}{patch}{binding}{focus}
+- **Reproduce**: `make default-model` (record → `clearvla train`{f' × {len(chain)} stages' if len(chain) > 1 else ''} → this card).
 - **Size**: {size_mb:.1f} MB on disk (float32 safetensors).
 - **Un-normalisation key**: `{next(iter(json.loads((staging / 'dataset_statistics.json').read_text())))}`.
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from clearvla.cli import main
+from clearvla.sim.arm import HOME_QPOS
 
 
 def test_record_writes_a_dataset_that_reads_back(tmp_path) -> None:
@@ -22,8 +23,20 @@ def test_record_writes_a_dataset_that_reads_back(tmp_path) -> None:
         assert ep.metadata["suite"] == "train" and ep.metadata["task"] in ("pick", "place")
         assert ep.metadata["success"] is True
         assert np.isin(ep.actions[:, 6], (0.0, 1.0)).all()
+        assert ep.metadata["random_start"] is True
     # an existing non-empty directory is never overwritten
     assert main(["sim", "record", "--episodes", "1", "--out", str(out)]) == 2
+
+
+def test_home_start_records_every_episode_from_the_home_posture(tmp_path) -> None:
+    lerobot = pytest.importorskip("clearvla.data.formats.lerobot")
+    out = tmp_path / "home"
+    args = ["sim", "record", "--episodes", "2", "--out", str(out), "--image-size", "32", "--no-wrist", "--home-start"]
+    assert main(args) == 0
+    episodes = list(lerobot.read_lerobot(out))
+    assert all(ep.metadata["random_start"] is False for ep in episodes)
+    np.testing.assert_allclose(episodes[0].proprio[0], episodes[1].proprio[0], atol=1e-4)  # one start pose
+    np.testing.assert_allclose(episodes[0].proprio[0, 7:], HOME_QPOS, atol=1e-3)
 
 
 def test_recording_in_worker_processes_writes_the_same_dataset(tmp_path) -> None:

@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "policy how to recover from off-path states (DART)")
     r.add_argument("--workers", type=int, default=1,
                    help="processes playing episodes (default 1); the dataset is the same for any number")
+    r.add_argument("--home-start", action="store_true",
+                   help="start every episode's arm at the home posture instead of the episode's own random pose")
     r.set_defaults(func=run_record)
 
     v = sub.add_parser("video", help="MP4/GIF of the expert playing one episode")
@@ -75,7 +77,7 @@ def run_record(args: argparse.Namespace) -> int:
         report = record_demos(
             args.suite, args.episodes, args.out, image_size=args.image_size, seed=args.seed, start=args.start,
             wrist_camera=not args.no_wrist, workers=args.workers, step_noise=args.step_noise,
-            on_episode=progress,
+            random_start=not args.home_start, on_episode=progress,
         )  # fmt: skip
     print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")
     return 0

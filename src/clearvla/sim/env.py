@@ -51,6 +51,8 @@ class WorkcellEnv(gym.Env):
     attention_masks: also give info["attention"], per camera a [32, 32] uint8 mask of where the object the arm
                    heads for now shows (from a segmentation render): the task's part until it is held, then the
                    place or stack target. The ground truth for attention supervision.
+    random_start:  start each episode's arm at the episode's own pose (`sampling.START_BOX`); False starts every
+                   episode at the home posture.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -67,6 +69,7 @@ class WorkcellEnv(gym.Env):
         render_mode: str | None = None,
         limits: ArmLimits | None = None,
         attention_masks: bool = False,
+        random_start: bool = True,
     ) -> None:
         self.suite = suites.check_suite(suite)
         if attention_masks and (not images or image_size % ATTENTION_RESOLUTION):
@@ -84,6 +87,7 @@ class WorkcellEnv(gym.Env):
         self.wrist_camera = wrist_camera and images
         self.images = images
         self.attention_masks = attention_masks
+        self.random_start = random_start
         self._attention: dict[str, np.ndarray] = {}
         self.control_dt = 1.0 / control_hz
         self.physics_dt = physics_dt
@@ -120,7 +124,7 @@ class WorkcellEnv(gym.Env):
         else:
             specs = suites.episodes(self.suite)
             spec = specs[int(self.np_random.integers(len(specs)))]
-        self.setup = suites.setup(spec)
+        self.setup = suites.setup(spec, random_start=self.random_start)
         self.world = Workcell(
             self.setup.scene,
             image_size=self.image_size,

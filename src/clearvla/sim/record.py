@@ -39,19 +39,22 @@ class _Player:
     control_hz: float
     seed: int
     step_noise: float | None
+    random_start: bool
 
     def play(self, indices: Iterable[int]) -> Iterator[tuple[int, Episode | None]]:
         """(suite index, the episode if the expert succeeded else None) for each index, in order."""
         specs = suites.episodes(self.suite)
         env = WorkcellEnv(self.suite, image_size=self.image_size, wrist_camera=self.wrist_camera,
-                          control_hz=self.control_hz, attention_masks=self.image_size % ATTENTION_RESOLUTION == 0)
+                          control_hz=self.control_hz, attention_masks=self.image_size % ATTENTION_RESOLUTION == 0,
+                          random_start=self.random_start)
         expert = ScriptedExpert(env, seed=self.seed, step_noise=self.step_noise)
         try:
             for index in indices:
                 rollout = run_episode(env, expert, specs[index])
                 if not rollout.success:
                     log.warning("expert failed %s episode %d (%s); skipped", self.suite, index, specs[index].task)
-                meta = {"expert_seed": self.seed, "expert_step_noise": expert.style.noise, "image_size": self.image_size}
+                meta = {"expert_seed": self.seed, "expert_step_noise": expert.style.noise, "image_size": self.image_size,
+                        "random_start": self.random_start}
                 yield index, rollout.to_episode(meta) if rollout.success else None
         finally:
             env.close()
@@ -107,13 +110,15 @@ def record_demos(
     control_hz: float = 10.0,
     workers: int = 1,
     step_noise: float | None = None,
+    random_start: bool = True,
     on_episode: Callable[[bool], None] | None = None,
 ) -> RecordReport:
     """Run the expert on `suite` episodes start, start+1, ... and write the first `episodes` successful ones to
     a new LeRobot v3 dataset at `out`. `on_episode(success)` is called after every attempt (for progress bars).
     Image sizes divisible by 32 also record per-camera attention masks (where the object the arm heads for shows).
     `workers` > 1 plays episodes in that many processes; the dataset is the same as with one. `step_noise` (m)
-    sets the expert's per-step translation noise (`ScriptedExpert`; default 1.5 mm)."""
+    sets the expert's per-step translation noise (`ScriptedExpert`; default 1.5 mm). `random_start=False` starts
+    every episode's arm at the home posture."""
     from clearvla.data.formats.lerobot import LeRobotWriter  # pyarrow and video deps only when recording
 
     specs = suites.episodes(suite)
@@ -127,7 +132,7 @@ def record_demos(
         raise ConfigError(f"recording needs an integer control rate (dataset fps), got {control_hz}")
     if step_noise is not None and not 0.0 <= step_noise <= MAX_STEP_NOISE:
         raise ConfigError(f"--step-noise must be in 0..{MAX_STEP_NOISE} m, got {step_noise}")
-    player = _Player(suite, image_size, wrist_camera, control_hz, seed, step_noise)
+    player = _Player(suite, image_size, wrist_camera, control_hz, seed, step_noise, random_start)
     played = player.play(range(start, len(specs))) if workers == 1 else _play_parallel(player, start, len(specs), workers)
     written = attempted = 0
     try:

@@ -8,6 +8,7 @@ pick, place, stack, push so every suite is balanced.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -56,6 +57,8 @@ def episode(suite: str, index: int) -> EpisodeSpec:
     return specs[index]
 
 
-def setup(spec: EpisodeSpec) -> EpisodeSetup:
-    """Sample the scene, task and instruction of `spec`."""
-    return sample_setup(SUITE_CONFIGS[check_suite(spec.suite)], spec)
+def setup(spec: EpisodeSpec, *, random_start: bool = True) -> EpisodeSetup:
+    """Sample the scene, task and instruction of `spec`; `random_start=False` starts the arm at home instead of at
+    the episode's own pose (everything else is the same)."""
+    cfg = SUITE_CONFIGS[check_suite(spec.suite)]
+    return sample_setup(cfg if random_start else replace(cfg, random_start=False), spec)
