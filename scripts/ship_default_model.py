@@ -60,7 +60,7 @@ def record_command(dataset: Path) -> str:
     home = np.allclose(np.asarray(first_state.as_py())[7:], HOME_QPOS, atol=1e-3)  # joints of episode 0's first frame
     options += " --home-start" if home else ""
     options += "" if "observation.images.wrist_image" in info["features"] else " --no-wrist"
-    return (f"clearvla sim record --suite train --episodes {info['total_episodes']} --out {dataset} --image-size {meta['image_size']}"
+    return (f"clearvla sim record --suite {meta['suite']} --episodes {info['total_episodes']} --out {dataset} --image-size {meta['image_size']}"
             f" --seed {meta['expert_seed']}{options}")
 
 

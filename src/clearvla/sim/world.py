@@ -55,16 +55,15 @@ class Workcell:
         self.initial_positions = {name: self.position(name) for name in self.specs}
 
     def _start_qpos(self, pose: tuple[float, float, float, float]) -> np.ndarray:
-        """Joint angles [6] that put the grip site at `pose` (x, y, z, yaw), by IK from the home posture."""
+        """Joint angles [6] that put the grip site at `pose` (x, y, z, yaw), by IK from the home posture; raises
+        ConfigError when the IK cannot reach it."""
         pos, mat = np.array(pose[:3]), rpy_to_mat(np.array([0.0, 0.0, pose[3]]))
         q = HOME_QPOS.copy()
         for _ in range(6):  # each call runs a capped number of IK iterations
             q = self.arm.solve_ik(q, pos, mat)
-        d = mujoco.MjData(self.model)
-        d.qpos[self.arm.qadr] = q
-        mujoco.mj_kinematics(self.model, d)
-        pos_err = np.linalg.norm(d.site_xpos[self.arm.site] - pos)
-        rot_err = np.linalg.norm(rotation_error(mat, d.site_xmat[self.arm.site].reshape(3, 3)))
+        self.arm.reset(self.data, q)  # forward kinematics only; the caller resets again before physics
+        reached, reached_mat = self.arm.ee_pose(self.data)
+        pos_err, rot_err = np.linalg.norm(reached - pos), np.linalg.norm(rotation_error(mat, reached_mat))
         if pos_err > 2e-3 or rot_err > 2e-2:
             raise ConfigError(f"arm_start {pose} is out of the arm's reach (IK error {pos_err * 1000:.1f} mm, {rot_err:.3f} rad)")
         return q
