@@ -2,8 +2,9 @@
 
   none         act on the instruction as given (OpenVLA's behaviour, the baseline)
   grounding    ground it in the scene; ask whenever two or more parts fit the words
-  uncertainty  no grounding: ask the user to rephrase when the action tokens' entropy is above the 95th percentile
-               of clear instructions (so about 5% false asks by construction); token models only
+  uncertainty  no grounding: ask the user to rephrase when the policy's uncertainty (token models: the action tokens'
+               entropy; chunk models: the chunk's spread over augmented views) is above the 95th percentile of clear
+               instructions (so about 5% false asks by construction)
   conformal    grounding + the VLA's scores + a KnowNo conformal prediction set at miss rate epsilon
 
 A simulated user (`OracleUser`) answers from ground truth. Decisions use the first observation of each episode;
@@ -107,6 +108,12 @@ def rollout_success(env, vla, case: Case, instruction: str, cache: dict) -> bool
     return cache[key]
 
 
+def auroc(positives: list[float], negatives: list[float]) -> float:
+    """P(a positive scores above a negative), ties counting half: 0.5 is a signal that tells nothing."""
+    pos, neg = np.asarray(positives)[:, None], np.asarray(negatives)[None, :]
+    return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+
 def summarise(condition: Condition, keys: list[tuple[str, int]]) -> dict:
     rows = [condition.outcomes[k] for k in keys]
     out = {
@@ -157,18 +164,14 @@ def main() -> None:
         cal_scores.append(scores)
         cal_truth.append(grounding.candidates.index(case.info["intended_object"]))
     calibrators = {eps: ConformalCalibrator.fit(cal_scores, cal_truth, eps) for eps in sorted(set(EPSILONS + CURVE_EPSILONS))}
-    # entropy threshold: 95th percentile on clear calibration instructions (token models: chunk models have no
-    # action distribution, so the uncertainty-only condition does not exist for them)
-    entropy_threshold, uncertainty = None, {}
-    if vla.action_head is None:
-        entropies = [scorer.uncertainty(c.obs, c.info["instruction"]) for c in clear_calib]
-        entropy_threshold = float(np.quantile(entropies, 0.95))
-        uncertainty = {"uncertainty": Clarifier(scorer, detector=NoDetector(), uncertainty_threshold=entropy_threshold, max_turns=1)}
+    # uncertainty threshold: 95th percentile on clear calibration instructions
+    clear_uncertainty = [scorer.uncertainty(c.obs, c.info["instruction"]) for c in clear_calib]
+    uncertainty_threshold = float(np.quantile(clear_uncertainty, 0.95))
 
     clarifiers = {
         "none": None,
         "grounding": Clarifier(),
-        **uncertainty,
+        "uncertainty": Clarifier(scorer, detector=NoDetector(), uncertainty_threshold=uncertainty_threshold, max_turns=1),
         **{f"conformal@{eps}": Clarifier(scorer, calibrator=calibrators[eps]) for eps in calibrators},
     }
     conditions = {name: Condition(name) for name in clarifiers}
@@ -209,7 +212,11 @@ def main() -> None:
     payload = {
         "checkpoint": str(args.checkpoint),
         "episodes": {"ambiguous_test": args.episodes, "ambiguous_calibration": args.calibration, "clear": args.clear_episodes},
-        "entropy_threshold": entropy_threshold,
+        "uncertainty": {"measure": "action-token entropy" if vla.action_head is None else "chunk spread over augmented views",
+                        "threshold": uncertainty_threshold,
+                        "clear_calibration_median": float(np.median(clear_uncertainty)),
+                        "auroc_ambiguous_vs_clear": auroc([scorer.uncertainty(c.obs, c.info["instruction"]) for c in test],
+                                                          [scorer.uncertainty(c.obs, c.info["instruction"]) for c in clear])},
         "coverage": coverage,
         "conditions": results,
     }

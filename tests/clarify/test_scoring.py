@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
+import torch
 
-from clearvla.clarify.scoring import VLAScorer, action_distributions, js_divergence, predicted_chunks
+from clearvla.clarify.scoring import VLAScorer, action_distributions, augmented_chunks, js_divergence, predicted_chunks
 from clearvla.errors import ConfigError
 from clearvla.data.stats import compute_statistics
 from clearvla.models.vla import VLA
@@ -46,14 +49,31 @@ def test_js_divergence_bounds():
     assert js_divergence(p, np.array([0.0, 1.0])) == pytest.approx(np.log(2))
 
 
-def test_chunk_models_score_by_the_chunks_they_would_execute_and_have_no_uncertainty(vla, obs):
-    chunk_vla = VLA.from_config("tiny", image_size=32, cameras=("image", "wrist_image"), proprio_dim=13,
-                                norm_stats=vla.norm_stats, seed=1, action_chunk=4)
+@pytest.fixture(scope="module")
+def chunk_vla(vla):
+    return VLA.from_config("tiny", image_size=32, cameras=("image", "wrist_image"), proprio_dim=13,
+                           norm_stats=vla.norm_stats, seed=1, action_chunk=4)
+
+
+def test_chunk_models_score_by_the_chunks_they_would_execute(chunk_vla, obs):
     texts = ["push the blue plate to the left", "pick up the red bolt", "stack the green block on the nut"]
     chunks = predicted_chunks(chunk_vla, obs, texts)
     assert chunks.shape == (3, 4, 7) and not np.allclose(chunks[0], chunks[1])
     np.testing.assert_allclose(chunks[1], predicted_chunks(chunk_vla, obs, [texts[1]])[0], atol=1e-5)  # batching changes nothing
     scores = VLAScorer(chunk_vla).score(obs, "pick up the red bolt", texts)
     assert scores.shape == (3,) and abs(scores.sum() - 1) < 1e-9 and int(np.argmax(scores)) == 1
-    with pytest.raises(ConfigError, match="no action distribution"):
-        VLAScorer(chunk_vla).uncertainty(obs, "pick up the red bolt")
+
+
+def test_chunk_uncertainty_is_the_spread_of_the_chunk_under_augmented_views(chunk_vla, obs):
+    chunks = augmented_chunks(chunk_vla, obs, "pick up the red bolt", views=5)
+    assert chunks.shape == (5, 4, 7) and not np.allclose(chunks[0], chunks[1])  # each view is drawn anew
+    scorer = VLAScorer(chunk_vla, views=5)
+    spread = scorer.uncertainty(obs, "pick up the red bolt")
+    assert spread == pytest.approx(chunks[:, :, :3].std(axis=0).mean()) and 0.0 < spread <= 1.0
+    assert scorer.uncertainty(obs, "pick up the red bolt") == spread  # seeded: one observation, one score
+    blind = copy.deepcopy(chunk_vla)
+    for p in blind.projector.parameters():
+        torch.nn.init.zeros_(p)  # patch tokens no longer depend on the images: every view acts alike
+    assert VLAScorer(blind, views=5).uncertainty(obs, "pick up the red bolt") < 1e-5 * spread
+    with pytest.raises(ConfigError, match="views >= 2"):
+        VLAScorer(chunk_vla, views=1)

@@ -70,35 +70,36 @@ def test_multi_camera_schema_errors(two_camera_vla):
         asyncio.run(service.act(payload, time.monotonic(), time.time()))
 
 
+def _answer(vla, payload, threshold: float, may_ask: bool):
+    service = PolicyService(vla, ServeConfig(ask_threshold=threshold))
+
+    async def main():
+        await service.batcher.start()
+        try:
+            return (await service.act(payload, time.monotonic(), time.time(), may_ask=may_ask))[1]
+        finally:
+            await service.batcher.stop()
+
+    return asyncio.run(main())
+
+
 def test_unsure_model_asks_on_v1_but_never_on_openvla_act(two_camera_vla):
     """--ask-threshold: above it the versioned endpoints answer a question instead of an action; /act always acts."""
-    rng = np.random.default_rng(1)
-    payload, _, _ = _request(rng)
-
-    def answer(threshold: float, may_ask: bool):
-        service = PolicyService(two_camera_vla, ServeConfig(ask_threshold=threshold))
-
-        async def main():
-            await service.batcher.start()
-            try:
-                return (await service.act(payload, time.monotonic(), time.time(), may_ask=may_ask))[1]
-            finally:
-                await service.batcher.stop()
-
-        return asyncio.run(main())
-
-    asked = answer(0.0, may_ask=True)  # entropy is > 0 for any real distribution
+    payload, _, _ = _request(np.random.default_rng(1))
+    asked = _answer(two_camera_vla, payload, 0.0, may_ask=True)  # entropy is > 0 for any real distribution
     assert asked.kind == "ask" and asked.action is None and "put the nut in the tray" in asked.question
     assert asked.envelope()["type"] == "ask" and asked.envelope()["options"] == []
-    assert answer(0.0, may_ask=False).kind == "action"
-    assert answer(1.0, may_ask=True).kind == "action"  # normalised entropy never exceeds 1
+    assert _answer(two_camera_vla, payload, 0.0, may_ask=False).kind == "action"
+    assert _answer(two_camera_vla, payload, 1.0, may_ask=True).kind == "action"  # normalised entropy never exceeds 1
 
 
-def test_asking_needs_action_tokens():
-    from clearvla.errors import ConfigError
+def test_chunk_models_ask_from_their_spread_over_augmented_views(two_camera_vla):
     from clearvla.models.vla import VLA
 
-    chunk_vla = VLA.from_config("tiny", image_size=32, norm_stats=STATS, action_chunk=2).eval()
-    with pytest.raises(ConfigError, match="chunk model"):
-        PolicyService(chunk_vla, ServeConfig(ask_threshold=0.5))
-    assert PolicyService(chunk_vla, ServeConfig()).scorer is None  # serving it without asking is fine
+    chunk_vla = VLA.from_config("tiny", image_size=32, cameras=two_camera_vla.config.cameras,
+                                proprio_dim=two_camera_vla.config.proprio_dim, norm_stats=two_camera_vla.norm_stats,
+                                action_chunk=2).eval()
+    payload, _, _ = _request(np.random.default_rng(1))
+    assert _answer(chunk_vla, payload, 0.0, may_ask=True).kind == "ask"  # a random model's chunk moves with the view
+    assert _answer(chunk_vla, payload, 1.0, may_ask=True).kind == "action"
+    assert PolicyService(chunk_vla, ServeConfig()).scorer is None  # serving without asking builds no scorer

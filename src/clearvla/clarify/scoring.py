@@ -11,7 +11,11 @@ and the plain uncertainty of an instruction is the mean entropy of those distrib
 
 Chunk models (OpenVLA-OFT's L1 head) have no distribution over actions: an interpretation scores by how close the
 chunk the policy would execute is to the one under the original instruction (JS_k above becomes the mean absolute
-difference of the normalised chunks' first `n_dims` dimensions, in [0, 2]), and they give no uncertainty.
+difference of the normalised chunks' first `n_dims` dimensions, in [0, 2]). Their uncertainty is the spread of the
+chunk under test-time augmentation: the chunk for `views` draws of the training augmentation of the cameras (random
+0.9 crop, colour jitter: views the model learned to act the same on), and the mean over steps and the first
+`n_dims` dimensions of the normalised actions' standard deviation across views, in [0, 1]. A policy torn between
+two parts flips between them under small changes of the view; one that knows its target does not.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clearvla.data.augment import AugmentConfig, augment
 from clearvla.errors import ConfigError
 from clearvla.infer.policy import STATE_KEY
 from clearvla.models.tokenizer import prompt_ids
@@ -68,6 +73,30 @@ def predicted_chunks(
     return vla.decode_chunk(prefix, prompts).float().cpu().numpy().astype(np.float64)
 
 
+@torch.inference_mode()
+def augmented_chunks(
+    vla: VLA, observation: Mapping[str, Any], instruction: str, *, views: int = 8, seed: int = 0,
+    unnorm_key: str | None = None,
+) -> np.ndarray:
+    """Chunk models: [views, K, A] normalised chunks for `instruction` under `views` draws of the training
+    augmentation of every camera (data/augment.py, OpenVLA's ranges), in one batched forward. The draws come from
+    `seed`, so one observation always gives the same chunks."""
+    generator = torch.Generator().manual_seed(seed)
+    images = {k: v for k, v in observation.items() if k != STATE_KEY and k in vla.config.cameras}
+    if len(images) != len(vla.config.cameras):
+        raise ConfigError(f"the observation lacks camera(s) {sorted(set(vla.config.cameras) - set(images))}")
+    augmented = {}
+    for camera, image in images.items():
+        frames = torch.tensor(image, dtype=torch.uint8)[None].expand(views, *image.shape)
+        views_01 = augment(frames, AugmentConfig(), generator)  # [views, 3, H, W] in [0, 1]
+        augmented[camera] = (views_01 * 255.0).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    batch = [{camera: augmented[camera][v] for camera in images} for v in range(views)]
+    proprio = observation.get(STATE_KEY) if vla.config.proprio_dim else None
+    states = None if proprio is None else [proprio] * views
+    prefix, prompts = vla.inference_inputs(batch, [instruction] * views, unnorm_key, False, states)
+    return vla.decode_chunk(prefix, prompts).float().cpu().numpy().astype(np.float64)
+
+
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Jensen-Shannon divergence (nats, in [0, log 2]) between distributions along the last axis."""
     m = 0.5 * (p + q)
@@ -84,15 +113,20 @@ class VLAScorer:
     temperature: sharpness of the softmax over -JS (smaller: more peaked scores).
     n_dims:      action tokens compared (the first three are the translation: where the arm heads); for chunk
                  models, the action dimensions compared.
+    views:       chunk models: augmented views behind the uncertainty (one batched forward of this size).
     """
 
-    def __init__(self, vla: VLA, *, unnorm_key: str | None = None, temperature: float = 0.05, n_dims: int = 3) -> None:
-        if temperature <= 0 or not 1 <= n_dims <= vla.action_dim(unnorm_key):
-            raise ConfigError(f"need temperature > 0 and 1 <= n_dims <= action dim, got {temperature}, {n_dims}")
+    def __init__(
+        self, vla: VLA, *, unnorm_key: str | None = None, temperature: float = 0.05, n_dims: int = 3, views: int = 8
+    ) -> None:
+        if temperature <= 0 or not 1 <= n_dims <= vla.action_dim(unnorm_key) or views < 2:
+            raise ConfigError(f"need temperature > 0, 1 <= n_dims <= action dim and views >= 2, got {temperature}, "
+                              f"{n_dims}, {views}")
         self.vla = vla.eval()
         self.unnorm_key = unnorm_key
         self.temperature = temperature
         self.n_dims = n_dims
+        self.views = views
 
     def _dists(self, observation: Mapping[str, Any] | None, instruction: str) -> np.ndarray:
         if observation is None:
@@ -114,8 +148,10 @@ class VLAScorer:
 
     def uncertainty(self, observation: Mapping[str, Any] | None, instruction: str) -> float:
         if self.vla.action_head is not None:
-            raise ConfigError("chunk models regress actions through an L1 head and have no action distribution, so no "
-                              "uncertainty: ground the instruction instead, or use a model with action tokens")
+            if observation is None:
+                raise ConfigError("the VLA scorer needs the observation (camera images and, for some models, proprio)")
+            chunks = augmented_chunks(self.vla, observation, instruction, views=self.views, unnorm_key=self.unnorm_key)
+            return float(chunks[:, :, : self.n_dims].std(axis=0).mean())
         dists = self._dists(observation, instruction)
         entropy = -np.sum(np.where(dists > 0, dists * np.log(np.maximum(dists, 1e-300)), 0.0), axis=-1)
         return float(entropy.mean() / np.log(dists.shape[-1]))

@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body / websocket message")
     g.add_argument("--max-image-side", type=int, default=2048, help="largest image side in pixels")
     p.add_argument("--ask-threshold", type=float, default=None,
-                   help="answer /v1/act and /ws with a clarifying question ({\"type\": \"ask\"}) when the entropy of the first "
-                        "action tokens, in [0, 1], is above this (OpenVLA's /act never asks)")
+                   help="answer /v1/act and /ws with a clarifying question ({\"type\": \"ask\"}) when the model's uncertainty, "
+                        "in [0, 1], is above this: the entropy of the first action tokens, or for chunk models the "
+                        "chunk's spread over augmented views (OpenVLA's /act never asks)")
     p.set_defaults(func=run)
 
 

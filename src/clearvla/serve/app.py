@@ -64,7 +64,9 @@ class ServeConfig:
     limits: RequestLimits = field(default_factory=RequestLimits)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     model_name: str = ""
-    ask_threshold: float | None = None  # /v1/act and /ws answer "ask" when the action tokens' entropy is above it
+    # /v1/act and /ws answer "ask" when the model's uncertainty (clarify/scoring.py: token models the action tokens'
+    # entropy, chunk models the chunk's spread over augmented views; both in [0, 1]) is above it
+    ask_threshold: float | None = None
 
 
 def load_model(checkpoint: Path, *, dtype: str = "float32", device: str = "auto", quantize: str = "none") -> Any:
@@ -121,10 +123,6 @@ class PolicyService:
         if config.ask_threshold is not None:
             from clearvla.clarify.scoring import VLAScorer
 
-            if vla.action_head is not None:
-                raise ConfigError("--ask-threshold reads the entropy of action tokens; this is a chunk model (L1 head), "
-                                  "which has none")
-
             self.scorer = VLAScorer(vla)
         self.metadata = self._metadata()
 
@@ -152,8 +150,8 @@ class PolicyService:
         return request, response
 
     def _question(self, request: ActRequest) -> str | None:
-        """A rephrase question when the model is too unsure how to act on the instruction (entropy of its first
-        action tokens above `ask_threshold`), else None."""
+        """A rephrase question when the model is too unsure how to act on the instruction (`VLAScorer.uncertainty`
+        above `ask_threshold`), else None."""
         from clearvla.clarify.clarifier import REPHRASE
 
         observation = request.observation if isinstance(request.observation, dict) else {self.spec.cameras[0]: request.observation}
