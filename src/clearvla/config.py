@@ -235,6 +235,9 @@ class TrainConfig:
     position, yaw and gripper without the joint angles, which give away the arm's current velocity."""
     action_chunk: int = 0
     """K > 0: train OpenVLA-OFT parallel decoding (K-step action chunks, L1 head) instead of action tokens."""
+    action_tokens: bool = False
+    """Turn a chunk checkpoint (init) back into OpenVLA's action tokens: drop its chunk head, action slots and focus
+    head and return to a causal prefix; the rest of its weights carry over (a same-init chunk-vs-token comparison)."""
     patch_loss: float = 0.0
     """> 0: add a training-only patch decoder and this weight times its reconstruction error to the loss (helps
     models trained from scratch learn where things are; models/patch_decoder.py)."""
@@ -315,6 +318,8 @@ class TrainConfig:
         if (self.prefix_attention != "causal" or self.slot_embeddings or self.attention_loss or self.focus_loss) and not self.action_chunk:
             raise ConfigError("prefix_attention=bidirectional, slot_embeddings, attention_loss and focus_loss need an "
                               "action-chunk model (action_chunk > 0)")
+        if self.action_tokens and self.action_chunk:
+            raise ConfigError(f"action_tokens trains action tokens, action_chunk={self.action_chunk} trains chunks: set one")
         for name in ("batch_size", "grad_accum", "max_steps", "keep_last", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

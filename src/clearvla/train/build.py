@@ -52,9 +52,17 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
         inputs["slot_embeddings"] = True
     if cfg.focus_loss > 0:
         inputs["focus_head"] = True
+    if cfg.action_tokens:
+        inputs.update(action_chunk=0, prefix_attention="causal", slot_embeddings=False, focus_head=False)
     if Path(cfg.init).is_dir():
         model = VLA.from_pretrained(cfg.init, dtype=torch.float32)
+        if cfg.action_tokens and not model.config.action_chunk:
+            raise ConfigError(f"action_tokens turns a chunk checkpoint into a token model, but {cfg.init} already "
+                              "decodes action tokens: leave action_tokens off")
         model = with_inputs(model, replace(model.config, **inputs), cfg.seed)
+    elif cfg.action_tokens:
+        raise ConfigError(f"action_tokens needs a chunk checkpoint directory as init; preset {cfg.init!r} is "
+                          "already a token model")
     else:
         overrides = {} if cfg.image_size is None else {"image_size": cfg.image_size}
         model = VLA.from_config(cfg.init, seed=cfg.seed, **overrides, **inputs)
@@ -66,7 +74,7 @@ def with_inputs(model: VLA, config: VLAConfig, seed: int) -> VLA:
     """`model` with new cameras / proprio input / chunk head: the same weights, fresh (seeded) camera embeddings,
     proprio MLP and action head (OpenVLA-OFT's way of adding a wrist camera, the robot state and parallel decoding
     to a single-image checkpoint). An input module whose shapes change (the proprio MLP under new proprio_indices)
-    starts fresh as a whole."""
+    starts fresh as a whole; one the new config leaves out (a chunk head, for action_tokens) is dropped."""
     if config == model.config:
         return model
     with torch.random.fork_rng(devices=[]):
@@ -78,6 +86,8 @@ def with_inputs(model: VLA, config: VLAConfig, seed: int) -> VLA:
                 if k.split(".")[0] in INPUT_MODULE_NAMES and k in shapes and shapes[k] != v.shape}
     missing, unexpected = new.load_state_dict({k: v for k, v in old.items() if k.split(".")[0] not in reshaped}, strict=False)
     fresh = [k for k in missing if k.split(".")[0] not in INPUT_MODULE_NAMES]
+    unexpected = [k for k in unexpected
+                  if not (k.split(".")[0] in INPUT_MODULE_NAMES and getattr(new, k.split(".")[0], None) is None)]
     if fresh or unexpected:
         raise ConfigError(f"cannot move the checkpoint to inputs {config.cameras} / proprio {config.proprio_dim} / "
                           f"chunk {config.action_chunk}: "
