@@ -114,15 +114,35 @@ def auroc(positives: list[float], negatives: list[float]) -> float:
     return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
 
 
+def mean_ci95(values: list[float], resamples: int = 2000) -> list[float]:
+    """Percentile bootstrap 95% interval of a mean (seeded: one set of values, one interval)."""
+    x = np.asarray(values, dtype=np.float64)
+    means = x[np.random.default_rng(0).integers(0, len(x), (resamples, len(x)))].mean(axis=1)
+    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+
+
+def rate(flags: list[bool]) -> tuple[float, list[float]]:
+    """A rate and its Wilson 95% interval."""
+    return float(np.mean(flags)), list(wilson_interval(int(sum(flags)), len(flags)))
+
+
 def summarise(condition: Condition, keys: list[tuple[str, int]]) -> dict:
     rows = [condition.outcomes[k] for k in keys]
+    questions, set_sizes = [r.questions for r in rows], [r.set_size for r in rows]
+    (asked, asked_ci), (covered, covered_ci) = rate([r.questions > 0 for r in rows]), rate([r.covered for r in rows])
+    seconds = [r.seconds for r in rows]
     out = {
         "episodes": len(rows),
-        "questions_per_episode": float(np.mean([r.questions for r in rows])),
-        "asked_rate": float(np.mean([r.questions > 0 for r in rows])),
-        "mean_set_size": float(np.mean([r.set_size for r in rows])),
-        "coverage": float(np.mean([r.covered for r in rows])),
-        "latency_ms_p50": 1000 * float(np.median([r.seconds for r in rows])),
+        "questions_per_episode": float(np.mean(questions)),
+        "questions_per_episode_ci95": mean_ci95(questions),
+        "asked_rate": asked,
+        "asked_rate_ci95": asked_ci,
+        "mean_set_size": float(np.mean(set_sizes)),
+        "mean_set_size_ci95": mean_ci95(set_sizes),
+        "coverage": covered,
+        "coverage_ci95": covered_ci,
+        "latency_ms_p50": 1000 * float(np.median(seconds)),
+        "latency_ms_p90": 1000 * float(np.quantile(seconds, 0.9)),
     }
     if rows and rows[0].success is not None:
         wins = sum(bool(r.success) for r in rows)
@@ -187,8 +207,11 @@ def main() -> None:
     # held-out coverage of the raw prediction sets (before any question is answered)
     test_scores = [full.interpret(c.obs, c.info["instruction"], c.info) for c in test]
     truth = [g.candidates.index(c.info["intended_object"]) for (g, _), c in zip(test_scores, test)]
-    coverage = {str(eps): {"target": 1 - eps, **coverage_of(calibrators[eps], [s for _, s in test_scores], truth)}
-                for eps in EPSILONS}
+    coverage = {}
+    for eps in EPSILONS:
+        held_out = coverage_of(calibrators[eps], [s for _, s in test_scores], truth)
+        hits = round(held_out["coverage"] * len(truth))
+        coverage[str(eps)] = {"target": 1 - eps, **held_out, "coverage_ci95": list(wilson_interval(hits, len(truth)))}
 
     reference = {}
     if args.rollouts:
@@ -205,8 +228,8 @@ def main() -> None:
     clear_keys = [(c.suite, c.index) for c in clear]
     results = {
         name: {"ambiguous": summarise(cond, ambiguous_keys),
-               "clear": {"false_ask_rate": float(np.mean([cond.outcomes[k].questions > 0 for k in clear_keys])),
-                         "episodes": len(clear_keys)}}
+               "clear": dict(zip(("false_ask_rate", "false_ask_ci95"), rate([cond.outcomes[k].questions > 0 for k in clear_keys])),
+                             episodes=len(clear_keys))}
         for name, cond in conditions.items()
     }
     payload = {
