@@ -244,8 +244,9 @@ def _number(payload: dict[str, Any], field: str, low: float, high: float) -> flo
 # --- responses -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ActResponse:
-    """What the server answers. kind: "action" (today) or "ask" (reserved: a clarifying question instead of an
-    action, once clarification lands). action / raw_action: float64 [A] after / before the safety limits."""
+    """What the server answers. kind: "action", or "ask" (a clarifying question instead of an action, when the
+    server runs with an ask threshold; action and raw_action are then None). action / raw_action: float64 [A] after /
+    before the safety limits."""
 
     kind: str
     action: np.ndarray | None
