@@ -32,7 +32,7 @@ from common import RESULTS, write_result  # noqa: E402
 from clearvla.clarify import Clarifier, ConformalCalibrator, OracleUser  # noqa: E402
 from clearvla.clarify.calibrate import evaluate as coverage_of  # noqa: E402
 from clearvla.clarify.scoring import VLAScorer  # noqa: E402
-from clearvla.eval.stats import wilson_interval  # noqa: E402
+from clearvla.eval.stats import exact_mcnemar, wilson_interval  # noqa: E402
 
 EPSILONS = (0.05, 0.1, 0.2)
 CURVE_EPSILONS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7)
@@ -124,6 +124,14 @@ def mean_ci95(values: list[float], resamples: int = 2000) -> list[float]:
 def rate(flags: list[bool]) -> tuple[float, list[float]]:
     """A rate and its Wilson 95% interval."""
     return float(np.mean(flags)), list(wilson_interval(int(sum(flags)), len(flags)))
+
+
+def paired(mine: list[bool], theirs: list[bool]) -> dict:
+    """Episode by episode against a baseline on the same episodes: where only this condition succeeded (wins), where
+    only the baseline did (losses), and the exact McNemar p-value of that split."""
+    wins = sum(a and not b for a, b in zip(mine, theirs))
+    losses = sum(b and not a for a, b in zip(mine, theirs))
+    return {"wins": wins, "losses": losses, "mcnemar_p": exact_mcnemar(wins, losses)}
 
 
 def summarise(condition: Condition, keys: list[tuple[str, int]]) -> dict:
@@ -246,6 +254,11 @@ def main() -> None:
     if reference:
         wins = sum(reference.values())
         payload["unambiguous_reference"] = {"success": wins / len(reference), "success_ci95": list(wilson_interval(wins, len(reference)))}
+        baselines = {"none": [conditions["none"].outcomes[k].success for k in ambiguous_keys],
+                     "unambiguous_reference": [reference[c.index] for c in test]}
+        for name, cond in conditions.items():
+            mine = [cond.outcomes[k].success for k in ambiguous_keys]
+            results[name]["ambiguous"]["paired"] = {base: paired(mine, theirs) for base, theirs in baselines.items()}
     print(f"wrote {write_result('clarify', payload)}")
     if args.rollouts:
         plot(results, payload.get("unambiguous_reference"))

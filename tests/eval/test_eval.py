@@ -6,7 +6,7 @@ from clearvla.cli import main
 from clearvla.errors import ConfigError
 from clearvla.eval.report import EpisodeResult, SuiteReport
 from clearvla.eval.rollout import evaluate_suite
-from clearvla.eval.stats import wilson_interval
+from clearvla.eval.stats import exact_mcnemar, wilson_interval
 from clearvla.models.vla import VLA
 
 STATS = {"workcell": {"action": {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0], "mask": [True] * 6 + [False]}}}
@@ -17,6 +17,13 @@ def test_wilson_interval_known_values():
     assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
     assert wilson_interval(0, 4) == (0.0, pytest.approx(0.4899, abs=1e-4))
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_exact_mcnemar_known_values():
+    assert exact_mcnemar(5, 0) == pytest.approx(2 / 32)  # five discordant pairs, all one way
+    assert exact_mcnemar(6, 1) == exact_mcnemar(1, 6) == pytest.approx(2 * 8 / 128)
+    assert exact_mcnemar(10, 10) == 1.0 and exact_mcnemar(0, 0) == 1.0
+    assert exact_mcnemar(20, 2) < 0.001
 
 
 def test_report_summarises_per_task_with_intervals():
