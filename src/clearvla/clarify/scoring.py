@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from clearvla.data.augment import AugmentConfig, augment
-from clearvla.errors import ConfigError
+from clearvla.errors import ConfigError, InputError
 from clearvla.infer.policy import STATE_KEY
 from clearvla.models.tokenizer import prompt_ids
 from clearvla.models.vla import VLA
@@ -84,7 +84,7 @@ def augmented_chunks(
     generator = torch.Generator().manual_seed(seed)
     images = {k: v for k, v in observation.items() if k != STATE_KEY and k in vla.config.cameras}
     if len(images) != len(vla.config.cameras):
-        raise ConfigError(f"the observation lacks camera(s) {sorted(set(vla.config.cameras) - set(images))}")
+        raise InputError(f"the observation lacks camera(s) {sorted(set(vla.config.cameras) - set(images))}")
     augmented = {}
     for camera, image in images.items():
         frames = torch.tensor(image, dtype=torch.uint8)[None].expand(views, *image.shape)

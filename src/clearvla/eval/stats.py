@@ -20,8 +20,8 @@ def exact_mcnemar(wins: int, losses: int) -> float:
     """Two-sided exact McNemar test on paired outcomes: `wins` pairs where only the new condition succeeded and
     `losses` where only the baseline did (pairs that agree carry no information). The p-value of seeing a split at
     least this uneven if either condition were equally likely to win a discordant pair; 1.0 with no such pairs."""
-    n = wins + losses
     if wins < 0 or losses < 0:
         raise ValueError(f"counts must be >= 0, got {wins}, {losses}")
+    n = wins + losses
     tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
     return min(1.0, 2 * tail)
