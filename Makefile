@@ -49,8 +49,8 @@ bench: install
 	  case $$f in */common.py) continue;; */clarify.py|*/finetune_modes.py|*/input_ablation.py) echo "== $$f needs arguments: see its docstring"; continue;; esac; \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
-# Reproduces the shipped default model: demonstrations -> three training stages (resumable) -> evaluation.
-# Stages 1-2 learn on home-start episodes, stage 3 on random starts (configs/default_model.yaml says why).
+# Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> evaluation.
+# Stages 1-2 learn on home-start episodes, stages 3-4 on random starts (configs/default_model_stage3.yaml says why).
 HOME_DEMOS := runs/data/workcell_train_3k_home
 DEMOS      := runs/data/workcell_train_3k
 RECORD     := $(VENV)/bin/clearvla sim record --suite train --episodes 3000 --image-size 128 --seed 0 --workers 2
@@ -59,6 +59,7 @@ default-model: install
 	test -d $(DEMOS) || $(RECORD) --out $(DEMOS) --step-noise 0.004
 	$(VENV)/bin/clearvla train --config configs/workcell_chunk.yaml --datasets $(HOME_DEMOS) --run-dir runs/default_model_stage1 --resume
 	$(VENV)/bin/clearvla train --config configs/default_model_stage2.yaml --resume
+	$(VENV)/bin/clearvla train --config configs/default_model_stage3.yaml --resume
 	$(VENV)/bin/clearvla train --config configs/default_model.yaml --resume
 	$(PY) scripts/ship_default_model.py runs/default_model --start 4000
 
