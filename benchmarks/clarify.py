@@ -45,6 +45,21 @@ class NoDetector:
         return []
 
 
+class RememberingScorer(VLAScorer):
+    """A VLAScorer that computes each (observation, instruction)'s uncertainty once: the uncertainty condition and
+    the AUROC read the same values (observations are the cases', alive for the whole run, so their ids are keys)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._uncertainty: dict[tuple[int, str], float] = {}
+
+    def uncertainty(self, observation, instruction: str) -> float:
+        key = (id(observation), instruction)
+        if key not in self._uncertainty:
+            self._uncertainty[key] = super().uncertainty(observation, instruction)
+        return self._uncertainty[key]
+
+
 @dataclass
 class Case:
     """One episode's first observation and ground truth."""
@@ -196,7 +211,7 @@ def main() -> None:
     vla = VLA.from_pretrained(args.checkpoint).eval()
     size, wrist = vla.processor.image_size, "wrist_image" in vla.config.cameras
     envs = {s: WorkcellEnv(s, image_size=size, wrist_camera=wrist) for s in ("ambiguous", "train")}
-    scorer = VLAScorer(vla, temperature=args.temperature)
+    scorer = RememberingScorer(vla, temperature=args.temperature)
     test = cases(envs["ambiguous"], "ambiguous", range(args.episodes))
     calib = cases(envs["ambiguous"], "ambiguous", range(args.episodes, args.episodes + args.calibration))
     clear = cases(envs["train"], "train", range(args.clear_episodes))
