@@ -7,9 +7,11 @@ Each server is warmed up (sequential requests, then 2 s of load) before its meas
 sending a --obs-size RGB observation in a loop for --duration seconds, and records every request's client-side
 latency (encode, HTTP, queue, inference, safety, decode). It reports throughput, p50/p99 latency, the error count
 (which must be zero: the script exits 1 otherwise), the server's mean batch size, and the batching gain
-(throughput with batching / throughput at batch size 1).
+(throughput with batching / throughput at batch size 1). With --action-chunk K the model is a chunk model and each
+answer carries K actions (`actions` [K, 7]), so actions/s = K x requests/s for a robot that executes chunks open loop.
 
-Run: .venv/bin/python benchmarks/serve_load.py [--transport ws]  ->  benchmarks/results/serve_load[_ws].json
+Run: .venv/bin/python benchmarks/serve_load.py [--transport ws] [--action-chunk 8]
+  ->  benchmarks/results/serve_load[_ws][_chunk8].json
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ STATS = {"bench": {"action": {"q01": [-0.02] * 3 + [-0.1] * 3 + [0.0], "q99": [0
 TEXTS = ("pick up the red block", "put the green cube in the left bin", "stack the blue ring on the peg", "push the yellow box")
 
 
-def serve_worker(image_size: int, ports: list[int], batch_sizes: list[int], max_wait_ms: float, threads: int) -> None:
+def serve_worker(image_size: int, ports: list[int], batch_sizes: list[int], max_wait_ms: float, threads: int,
+                 action_chunk: int) -> None:
     """One process, one model, one server per (port, batch size); runs until killed."""
     import torch
     import uvicorn
@@ -41,7 +44,7 @@ def serve_worker(image_size: int, ports: list[int], batch_sizes: list[int], max_
     torch.set_num_threads(threads)
     from clearvla.serve.app import ServeConfig, create_app
 
-    vla = VLA.from_config("tiny", image_size=image_size, norm_stats=STATS).eval()
+    vla = VLA.from_config("tiny", image_size=image_size, norm_stats=STATS, action_chunk=action_chunk).eval()
     servers = []
     for port, size in zip(ports, batch_sizes):
         app = create_app(vla, ServeConfig(max_batch_size=size, max_wait_ms=max_wait_ms, max_queue=1024))
@@ -74,9 +77,9 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> No
     raise RuntimeError(f"{url} did not come up in {timeout:.0f} s")
 
 
-def load_phase(url: str, clients: int, duration: float, obs_size: int, transport: str = "rest") -> dict:
+def load_phase(url: str, clients: int, duration: float, obs_size: int, transport: str = "rest", chunk: int = 1) -> dict:
     """`clients` threads, each acting in a loop for `duration` seconds; latencies in ms, errors counted.
-    transport: "rest" (POST /v1/act, json_numpy) or "ws" (the msgpack websocket)."""
+    transport: "rest" (POST /v1/act, json_numpy) or "ws" (the msgpack websocket); chunk: actions per answer."""
     from clearvla.client import PolicyClient, WebsocketPolicyClient
 
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -94,7 +97,7 @@ def load_phase(url: str, clients: int, duration: float, obs_size: int, transport
                 t0 = time.perf_counter()
                 try:
                     result = policy.act(image, TEXTS[i % len(TEXTS)], "bench")
-                    assert result.action is not None and result.action.shape == (7,)
+                    assert result.actions is not None and result.actions.shape == (chunk, 7)
                     latencies[i].append((time.perf_counter() - t0) * 1000.0)
                 except Exception as e:  # counted, and printed once per client
                     if errors[i] == 0:
@@ -115,7 +118,7 @@ def load_phase(url: str, clients: int, duration: float, obs_size: int, transport
     batches = after["batches"] - before["batches"]
     mean_batch = round((after["batched_requests"] - before["batched_requests"]) / batches, 2) if batches else None
     return {"requests": len(all_ms), "errors": sum(errors), "seconds": round(elapsed, 2),
-            "throughput_rps": round(len(all_ms) / elapsed, 2),
+            "throughput_rps": round(len(all_ms) / elapsed, 2), "actions_per_s": round(chunk * len(all_ms) / elapsed, 2),
             "p50_ms": round(statistics.median(all_ms), 1) if all_ms else None,
             "p99_ms": round(float(np.percentile(all_ms, 99)), 1) if all_ms else None,
             "mean_batch_size": mean_batch}
@@ -133,17 +136,20 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads in the server (1: on a small shared machine, OpenMP threads that spin "
                              "against the clients and other jobs make batch-1 serving erratic)")
+    parser.add_argument("--action-chunk", type=int, default=0, help="K > 0: serve a chunk model of K actions per answer")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)  # internal: PORT:BATCH ...
     args = parser.parse_args()
     if args.worker:
         pairs = [p.split(":") for p in args.worker]
-        serve_worker(args.image_size, [int(p) for p, _ in pairs], [int(b) for _, b in pairs], args.max_wait_ms, args.threads)
+        serve_worker(args.image_size, [int(p) for p, _ in pairs], [int(b) for _, b in pairs], args.max_wait_ms, args.threads,
+                     args.action_chunk)
         return 0
 
+    chunk = max(args.action_chunk, 1)
     sizes = [1, args.max_batch_size]
     ports = [free_port() for _ in sizes]
     cmd = [sys.executable, __file__, "--image-size", str(args.image_size), "--max-wait-ms", str(args.max_wait_ms),
-           "--threads", str(args.threads),
+           "--threads", str(args.threads), "--action-chunk", str(args.action_chunk),
            "--worker", *(f"{port}:{size}" for port, size in zip(ports, sizes))]
     proc = subprocess.Popen(cmd)
     rows = []
@@ -151,9 +157,9 @@ def main() -> int:
         for port, size in zip(ports, sizes):
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, proc)
-            load_phase(url, 1, 0.5, args.obs_size, args.transport)  # warm-up: the first forward passes are slow
-            load_phase(url, args.clients, 2.0, args.obs_size, args.transport)  # ... and so is each new batch shape
-            row = {"max_batch_size": size, **load_phase(url, args.clients, args.duration, args.obs_size, args.transport)}
+            load_phase(url, 1, 0.5, args.obs_size, args.transport, chunk)  # warm-up: the first forward passes are slow
+            load_phase(url, args.clients, 2.0, args.obs_size, args.transport, chunk)  # ... and so is each new batch shape
+            row = {"max_batch_size": size, **load_phase(url, args.clients, args.duration, args.obs_size, args.transport, chunk)}
             rows.append(row)
             print(row, flush=True)
     finally:
@@ -168,14 +174,15 @@ def main() -> int:
     gain = round(rows[1]["throughput_rps"] / rows[0]["throughput_rps"], 2) if rows[0]["throughput_rps"] else None
     errors = sum(r["errors"] for r in rows)
     transport = {"rest": "REST /v1/act (json_numpy)", "ws": "websocket /ws (msgpack)"}[args.transport]
-    name = "serve_load" if args.transport == "rest" else "serve_load_ws"
+    name = ("serve_load" if args.transport == "rest" else "serve_load_ws") + (f"_chunk{chunk}" if args.action_chunk else "")
     path = write_result(name, {"preset": "tiny", "image_size": args.image_size, "obs_size": args.obs_size,
                                "clients": args.clients, "duration_s": args.duration, "max_wait_ms": args.max_wait_ms,
-                               "server_torch_threads": args.threads, "transport": transport, "rows": rows,
+                               "server_torch_threads": args.threads, "transport": transport, "action_chunk": args.action_chunk, "rows": rows,
                                "batching_gain": gain, "errors": errors})
-    print("\n| max batch | requests/s | p50 ms | p99 ms | mean batch | errors |\n|---|---|---|---|---|---|")
+    print("\n| max batch | requests/s | actions/s | p50 ms | p99 ms | mean batch | errors |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['max_batch_size']} | {r['throughput_rps']} | {r['p50_ms']} | {r['p99_ms']} | {r['mean_batch_size']} | {r['errors']} |")
+        print(f"| {r['max_batch_size']} | {r['throughput_rps']} | {r['actions_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
+              f"{r['mean_batch_size']} | {r['errors']} |")
     print(f"\nbatching gain: {gain}x; errors: {errors}\nwrote {path}")
     return 1 if errors else 0
 

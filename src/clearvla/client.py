@@ -10,6 +10,7 @@ is. `pip install 'clearvla[client]'` installs exactly those.
     if result.type == "action":
         robot.apply(result.action)        # [7] float64 after the server's safety limits
         if result.clipped: log(result.clip_reasons)
+        # chunk models: result.actions is the whole chunk [K, 7], limited step by step, to execute open loop
 
 Retries (with exponential back-off) cover connection failures, timeouts and 502/503/504 answers; a 4xx is
 raised at once as `ServerError` (resending a bad request cannot help, and a 408 means the observation is stale).
@@ -39,7 +40,9 @@ class ServerError(RuntimeError):
 @dataclass(frozen=True)
 class ActResult:
     """The server's answer. type: "action", or "ask" (a clarifying question in `question`, no action).
-    action / raw_action: float64 [A] after / before the safety limits; clip_reasons: the limits that applied."""
+    action / raw_action: float64 [A] after / before the safety limits; clip_reasons: the limits that applied.
+    actions / raw_actions: float64 [K, A], the whole chunk (K = the server's metadata chunk_size; `action` is
+    actions[0]); step_clip_reasons: the limits that applied to each step."""
 
     type: str
     action: np.ndarray | None
@@ -48,6 +51,9 @@ class ActResult:
     clip_reasons: tuple[str, ...] = ()
     question: str | None = None
     latency_ms: float | None = None
+    actions: np.ndarray | None = None
+    raw_actions: np.ndarray | None = None
+    step_clip_reasons: tuple[tuple[str, ...], ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -57,7 +63,8 @@ class ActResult:
 
         return cls(body.get("type", "action"), arr(body.get("action")), arr(body.get("raw_action")),
                    bool(body.get("clipped", False)), tuple(body.get("clip_reasons") or ()), body.get("question"),
-                   body.get("latency_ms"), body)
+                   body.get("latency_ms"), arr(body.get("actions")), arr(body.get("raw_actions")),
+                   tuple(tuple(r) for r in body.get("step_clip_reasons") or ()), body)
 
 
 def build_request(image: np.ndarray, instruction: str, unnorm_key: str | None = None, *, images: dict[str, np.ndarray] | None = None,

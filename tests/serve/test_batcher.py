@@ -57,7 +57,7 @@ def test_concurrent_requests_are_batched_off_the_event_loop():
         return batcher, results
 
     batcher, results = run(main())
-    assert [r.action[0] for r in results] == list(range(10))  # each caller gets its own row
+    assert [r.actions[0] for r in results] == list(range(10))  # each caller gets its own row
     assert [len(b) for b in model.batches] == [4, 4, 2]
     assert batcher.stats["max_batch"] == 4 and results[0].batch_size == 4
     assert threading.main_thread().name not in model.threads
@@ -91,7 +91,7 @@ def test_groups_run_separately_and_bad_requests_fail_alone():
 
     results = run(main())
     assert isinstance(results[2], InputError)
-    assert [results[i].action[0] for i in (0, 1, 3)] == [1.0, 2.0, 3.0]
+    assert [results[i].actions[0] for i in (0, 1, 3)] == [1.0, 2.0, 3.0]
     assert sorted(map(sorted, model.batches)) == [[1.0], [2.0], [3.0]]  # the failed [1, -1, 3] batch reran one by one
 
 
@@ -108,7 +108,7 @@ def test_expired_requests_are_dropped_before_inference():
         return batcher, results
 
     batcher, results = run(main())
-    assert isinstance(results[0], DeadlineExceeded) and results[1].action[0] == 2.0
+    assert isinstance(results[0], DeadlineExceeded) and results[1].actions[0] == 2.0
     assert model.batches == [[2.0]] and batcher.stats["dropped_deadline"] == 1
 
 
@@ -127,9 +127,9 @@ def test_full_queue_is_overloaded_and_unexpected_errors_do_not_kill_the_loop():
         return results, after
 
     results, after = run(main())
-    assert isinstance(results[0], RuntimeError) and results[1].action.shape == (7,)
+    assert isinstance(results[0], RuntimeError) and results[1].actions.shape == (7,)
     assert [type(r).__name__ for r in results[2:]] == ["Overloaded", "Overloaded"]
-    assert after.action.shape == (7,)
+    assert after.actions.shape == (7,)
 
 
 def test_bad_settings():

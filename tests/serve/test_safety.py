@@ -37,6 +37,23 @@ def test_workspace_keeps_the_next_position_in_the_box():
         box.apply(ACTION, ee_position=None)
 
 
+def test_a_chunk_is_limited_step_by_step_from_where_the_previous_step_ends():
+    """Executed open loop, every step of a limited chunk stays in the box: step k starts at the chained position."""
+    box = RobotLimits(max_translation=0.04, workspace_low=(-0.5, -0.5, 0.0), workspace_high=(0.5, 0.5, 0.5))
+    chunk = np.tile(ACTION, (4, 1))
+    start = np.array([0.42, 0.0, 0.2])
+    out, reasons = box.apply_chunk(chunk, start)
+    positions = start + np.cumsum(out[:, :3], axis=0)
+    assert (positions[:, 0] <= 0.5 + 1e-12).all()
+    unchained = start[0] + 4 * box.apply(ACTION, start)[0][0]
+    assert unchained > 0.5  # limiting every step from the start position alone would leave the box
+    assert reasons[0] == ["max_translation"] and "workspace" in reasons[-1]
+    assert out.shape == chunk.shape and (chunk == ACTION).all()  # the input is untouched
+    first, why = box.apply(ACTION, start)
+    np.testing.assert_array_equal(out[0], first)  # step 0 is exactly the single-action limit
+    assert why == reasons[0]
+
+
 def test_workspace_then_step_limit_ends_inside_the_box():
     limits = RobotLimits(max_translation=0.02, workspace_low=(0, 0, 0), workspace_high=(1, 1, 1))
     rng = np.random.default_rng(0)

@@ -54,6 +54,8 @@ def test_envelope_reports_clipping(server, serve_model, image):
     np.testing.assert_allclose(result.action, expected)
     assert result.type == "action" and result.clipped == bool(reasons) and list(result.clip_reasons) == reasons
     assert set(result.raw) >= {"type", "action", "raw_action", "clipped", "clip_reasons", "latency_ms", "batch_size"}
+    assert result.actions.shape == (1, 7) and np.array_equal(result.actions[0], result.action)  # a token model's chunk
+    assert result.step_clip_reasons == (tuple(reasons),)
 
 
 def test_workspace_needs_the_state_and_clips_to_the_box(server, image):
@@ -86,6 +88,7 @@ def test_websocket_msgpack(server, serve_model, image):
         again = ws.act(image, "pick up the red block", "workcell", robot="free")  # the connection survived the error
     np.testing.assert_allclose(first.action, serve_model.predict_action(image, "pick up the red block", "workcell"))
     np.testing.assert_array_equal(first.action, again.action)
+    assert first.actions.shape == (1, 7) and first.raw_actions.shape == (1, 7)
 
 
 def test_concurrent_requests_are_batched(server, serve_model):

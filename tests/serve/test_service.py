@@ -103,3 +103,43 @@ def test_chunk_models_ask_from_their_spread_over_augmented_views(two_camera_vla)
     assert _answer(chunk_vla, payload, 0.0, may_ask=True).kind == "ask"  # a random model's chunk moves with the view
     assert _answer(chunk_vla, payload, 1.0, may_ask=True).kind == "action"
     assert PolicyService(chunk_vla, ServeConfig()).scorer is None  # serving without asking builds no scorer
+
+
+def test_chunk_models_answer_the_whole_chunk_limited_step_by_step(two_camera_vla):
+    """A chunk model's server returns all K actions (`actions` [K, A]) so a robot can execute them open loop without
+    a round trip per step; each step is limited from where the previous one leaves the arm."""
+    from clearvla.models.vla import VLA
+
+    chunk_vla = VLA.from_config("tiny", image_size=32, cameras=two_camera_vla.config.cameras,
+                                proprio_dim=two_camera_vla.config.proprio_dim, norm_stats=two_camera_vla.norm_stats,
+                                action_chunk=4).eval()
+    arm = RobotLimits(max_translation=0.005, workspace_low=(-0.5,) * 3, workspace_high=(0.5,) * 3)
+    service = PolicyService(chunk_vla, ServeConfig(safety=SafetyConfig({"arm": arm})))
+    assert service.metadata["chunk_size"] == 4
+    payload, obs, state = _request(np.random.default_rng(2))
+    res = asyncio.run(_served(service, payload))
+    raw = chunk_vla.predict_action_chunk(obs, "put the nut in the tray", "w", proprio=state)
+    assert res.actions.shape == (4, 7)
+    np.testing.assert_allclose(res.raw_actions, raw)
+    expected, reasons = arm.apply_chunk(raw, state[:3])
+    np.testing.assert_allclose(res.actions, expected)
+    np.testing.assert_array_equal(res.action, res.actions[0])
+    body = res.envelope()
+    assert np.asarray(body["actions"]).shape == (4, 7) and body["step_clip_reasons"] == reasons
+    assert body["clip_reasons"] == reasons[0] and body["action"] == body["actions"][0]
+
+
+def test_token_models_answer_a_chunk_of_one(two_camera_vla):
+    service = PolicyService(two_camera_vla, ServeConfig())
+    assert service.metadata["chunk_size"] == 1
+    payload, _, _ = _request(np.random.default_rng(3))
+    res = asyncio.run(_served(service, payload))
+    assert res.actions.shape == (1, 7) and res.envelope()["step_clip_reasons"] == [[]]
+
+
+async def _served(service, payload):
+    await service.batcher.start()
+    try:
+        return (await service.act(payload, time.monotonic(), time.time()))[1]
+    finally:
+        await service.batcher.stop()

@@ -3,10 +3,12 @@
 Endpoints (every one but /healthz needs `Authorization: Bearer <token>` when a token is set):
 
     POST /act        OpenVLA deploy.py's protocol, unchanged: json_numpy payload in, the json_numpy action out
-                     (a JSON string of it for `{"encoded": ...}` requests). Clipping is reported in the headers
-                     X-ClearVLA-Clipped (true/false) and X-ClearVLA-Clip-Reasons (comma-separated).
+                     (a JSON string of it for `{"encoded": ...}` requests; a chunk model's first step). Clipping is
+                     reported in the headers X-ClearVLA-Clipped (true/false) and X-ClearVLA-Clip-Reasons.
     POST /v1/act     The same request; answers the envelope {"type": "action", "action": [..], "raw_action":
-                     [..], "clipped", "clip_reasons", "robot", "unnorm_key", "latency_ms", "batch_size"}.
+                     [..], "clipped", "clip_reasons", "actions": [K][..], "raw_actions", "step_clip_reasons", "robot",
+                     "unnorm_key", "latency_ms", "batch_size"}: `actions` is the whole chunk of a chunk model (K = 1
+                     for action-token models), limited step by step; `action` its first step.
                      "type": "ask" (with "question" and "options", no action): a clarifying question, when the
                      server runs with --ask-threshold and the model is unsure how to act on the instruction.
     WS   /ws         openpi-style: the server first sends the metadata, then answers each msgpack-numpy request
@@ -46,9 +48,6 @@ from clearvla.serve.schema import ActRequest, ActResponse, ModelSpec, RequestLim
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1  # action-token decoding yields one step per call; chunked heads will report theirs here
-
-
 @dataclass(frozen=True)
 class ServeConfig:
     """Server settings. token: required bearer token (None: no auth). max_batch_size / max_wait_ms / max_queue:
@@ -84,16 +83,22 @@ def load_model(checkpoint: Path, *, dtype: str = "float32", device: str = "auto"
 
 
 def predict_batch(vla: Any, requests: Sequence[ActRequest], center_crop: bool = False) -> np.ndarray:
-    """B requests of one group (same unnorm_key and inputs) -> actions [B, A] float64, one batched forward."""
+    """B requests of one group (same unnorm_key and inputs) -> actions [B, K, A] float64, one batched forward
+    (K: the chunk size, 1 for action-token models)."""
     kwargs: dict[str, Any] = {}
     if requests[0].model_proprio:
         kwargs["proprio"] = np.stack([r.proprio for r in requests])
-    actions = vla.predict_action([r.observation for r in requests], [r.instruction for r in requests],
-                                 requests[0].unnorm_key, center_crop=center_crop, **kwargs)
-    actions = np.asarray(actions, dtype=np.float64).reshape(len(requests), -1)
+    actions = vla.predict_action_chunk([r.observation for r in requests], [r.instruction for r in requests],
+                                       requests[0].unnorm_key, center_crop=center_crop, **kwargs)
+    actions = np.asarray(actions, dtype=np.float64).reshape(len(requests), chunk_size(vla), -1)
     if not np.isfinite(actions).all():
         raise RuntimeError("the model produced a non-finite action")  # never send NaN to a robot
     return actions
+
+
+def chunk_size(vla: Any) -> int:
+    """Actions per forward: the chunk size K of a chunk model, 1 for an action-token model."""
+    return int(getattr(vla.config, "action_chunk", 0) or 1)
 
 
 def authorized(header: str | None, token: str | None) -> bool:
@@ -144,9 +149,11 @@ class PolicyService:
                 return request, ActResponse("ask", None, None, (), robot, request.unnorm_key, latency, 0, question)
         result = await self.batcher.submit(request)
         check_deadline(request.deadline, received, "before the action was returned")
-        action, reasons = (result.action, []) if limits is None else limits.apply(result.action, request.ee_position)
+        raw = result.actions
+        actions, reasons = (raw, [[] for _ in raw]) if limits is None else limits.apply_chunk(raw, request.ee_position)
         latency = (time.monotonic() - received) * 1000.0
-        response = ActResponse("action", action, result.action, tuple(reasons), robot, request.unnorm_key, latency, result.batch_size)
+        response = ActResponse("action", actions, raw, tuple(tuple(r) for r in reasons), robot, request.unnorm_key,
+                               latency, result.batch_size)
         return request, response
 
     def _question(self, request: ActRequest) -> str | None:
@@ -174,7 +181,7 @@ class PolicyService:
             "image_size": self.vla.processor.image_size, "cameras": list(self.spec.cameras),
             "proprio_dim": self.spec.proprio_dim, "norm_keys": sorted(dims), "action_dims": dims,
             "action_dim": next(iter(set(dims.values()))) if len(set(dims.values())) == 1 else None,
-            "chunk_size": CHUNK_SIZE,
+            "chunk_size": chunk_size(self.vla),
             "batching": {"max_batch_size": self.config.max_batch_size, "max_wait_ms": self.config.max_wait_ms},
             "limits": self.config.safety.to_dict(), "default_deadline_ms": self.config.deadline_ms,
             "request_limits": {"max_body_bytes": self.config.limits.max_body_bytes,

@@ -28,15 +28,15 @@ from clearvla.serve.safety import check_deadline
 
 log = logging.getLogger(__name__)
 
-PredictFn = Callable[[Sequence[Any]], np.ndarray]  # B requests -> actions [B, A]
+PredictFn = Callable[[Sequence[Any]], np.ndarray]  # B requests -> actions [B, K, A] (any [B, ...] works)
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    """One request's share of a batch: action [A] float64, the batch size, and milliseconds spent queued and
-    in the forward pass."""
+    """One request's share of a batch: its row of the predicted actions (the server's: the chunk [K, A] float64),
+    the batch size, and milliseconds spent queued and in the forward pass."""
 
-    action: np.ndarray
+    actions: np.ndarray
     batch_size: int
     queue_ms: float
     infer_ms: float
@@ -50,7 +50,7 @@ class _Job:
 
 
 class Batcher:
-    """Queue + batching loop around `predict(requests) -> actions [B, A]` (called in one worker thread)."""
+    """Queue + batching loop around `predict(requests) -> actions [B, ...]` (called in one worker thread)."""
 
     def __init__(self, predict: PredictFn, max_batch_size: int = 8, max_wait_ms: float = 5.0, max_queue: int = 256) -> None:
         if max_batch_size < 1 or max_wait_ms < 0 or max_queue < 1:
@@ -172,6 +172,6 @@ class Batcher:
         self.stats["batches"] += 1
         self.stats["batched_requests"] += len(jobs)
         self.stats["max_batch"] = max(self.stats["max_batch"], len(jobs))
-        for job, action in zip(jobs, actions):
+        for job, row in zip(jobs, actions):
             if not job.future.done():
-                job.future.set_result(BatchResult(action, len(jobs), (t0 - job.enqueued) * 1000.0, infer_ms))
+                job.future.set_result(BatchResult(row, len(jobs), (t0 - job.enqueued) * 1000.0, infer_ms))

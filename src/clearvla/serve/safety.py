@@ -15,7 +15,9 @@ radians per control step). They are configured per robot, in a YAML or JSON file
 Scaling a whole vector keeps the direction of motion. The workspace box needs the end effector's current
 position, read from the request's `proprio` (its first three entries, x y z in metres); the translation is
 clipped so that the next position stays in the box, then limited to `max_translation`. Because the box is
-convex, the limited step still ends inside it whenever the arm starts inside.
+convex, the limited step still ends inside it whenever the arm starts inside. A chunk of K actions (chunk models)
+is limited step by step: each step's start position is the previous one moved by the previous limited step, so
+the whole chunk, executed open loop, stays in the box.
 """
 
 from __future__ import annotations
@@ -101,6 +103,20 @@ class RobotLimits:
                 out[dims] *= bound / norm
                 reasons.append(name)
         return out, reasons
+
+    def apply_chunk(self, actions: np.ndarray, ee_position: np.ndarray | None = None) -> tuple[np.ndarray, list[list[str]]]:
+        """actions [K, A >= 6] float64, executed in order from `ee_position` [3] metres -> (limited [K, A], the
+        reasons of each step). Step k starts where the limited steps 0..k-1 would leave the end effector."""
+        assert actions.ndim == 2, f"a chunk is [K, A], got {actions.shape}"
+        position = None if ee_position is None else np.asarray(ee_position, dtype=np.float64)
+        limited, reasons = [], []
+        for action in actions:
+            out, why = self.apply(action, position)
+            limited.append(out)
+            reasons.append(why)
+            if position is not None:
+                position = position + out[TRANSLATION]
+        return np.stack(limited), reasons
 
     def to_dict(self) -> dict[str, Any]:
         workspace = None if not self.has_workspace else {"low": list(self.workspace_low), "high": list(self.workspace_high)}

@@ -245,18 +245,31 @@ def _number(payload: dict[str, Any], field: str, low: float, high: float) -> flo
 @dataclass(frozen=True)
 class ActResponse:
     """What the server answers. kind: "action", or "ask" (a clarifying question instead of an action, when the
-    server runs with an ask threshold; action and raw_action are then None). action / raw_action: float64 [A] after /
-    before the safety limits."""
+    server runs with an ask threshold; the actions are then None). actions / raw_actions: float64 [K, A] after /
+    before the safety limits, K = 1 for action-token models and the chunk size for chunk models; step_reasons: the
+    limits that changed each step. `action`, `raw_action`, `clip_reasons`: step 0's."""
 
     kind: str
-    action: np.ndarray | None
-    raw_action: np.ndarray | None
-    clip_reasons: tuple[str, ...]
+    actions: np.ndarray | None
+    raw_actions: np.ndarray | None
+    step_reasons: tuple[tuple[str, ...], ...]
     robot: str | None
     unnorm_key: str
     latency_ms: float
     batch_size: int
     question: str | None = None
+
+    @property
+    def action(self) -> np.ndarray | None:
+        return None if self.actions is None else self.actions[0]
+
+    @property
+    def raw_action(self) -> np.ndarray | None:
+        return None if self.raw_actions is None else self.raw_actions[0]
+
+    @property
+    def clip_reasons(self) -> tuple[str, ...]:
+        return self.step_reasons[0] if self.step_reasons else ()
 
     @property
     def clipped(self) -> bool:
@@ -270,7 +283,9 @@ class ActResponse:
             return None if a is None else (a.tolist() if arrays == "list" else a)
 
         body: dict[str, Any] = {"type": self.kind, "action": out(self.action), "raw_action": out(self.raw_action),
-                                "clipped": self.clipped, "clip_reasons": list(self.clip_reasons), "robot": self.robot,
+                                "clipped": self.clipped, "clip_reasons": list(self.clip_reasons),
+                                "actions": out(self.actions), "raw_actions": out(self.raw_actions),
+                                "step_clip_reasons": [list(r) for r in self.step_reasons], "robot": self.robot,
                                 "unnorm_key": self.unnorm_key, "latency_ms": round(self.latency_ms, 3),
                                 "batch_size": self.batch_size}
         if self.kind == "ask":
