@@ -186,7 +186,7 @@ def episode_plan(benchmark: str, tasks: Sequence[int] | None = None, trials_per_
 
 @dataclass(frozen=True)
 class LiberoJob:
-    """One worker's share: checkpoint, benchmark (`suite`, as rollout.run_workers expects) and episodes."""
+    """One worker's share: checkpoint, benchmark (`suite`) and episodes."""
 
     checkpoint: str
     suite: str

@@ -8,16 +8,15 @@ thread pools do not survive a fork.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Empty
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from clearvla.eval.report import EpisodeResult, SuiteReport
+from clearvla.workers import stream_workers
 
 log = logging.getLogger(__name__)
 
@@ -98,48 +97,17 @@ def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = Non
 Runner = Callable[[Any, Callable[[EpisodeResult], None] | None], list[EpisodeResult]]
 
 
-def _worker(run: Runner, job: Any, queue: "mp.Queue") -> None:
-    try:
-        run(job, queue.put)
-        queue.put(None)
-    except BaseException as e:  # report, don't hang the parent
-        queue.put(RuntimeError(f"eval worker failed on {job.suite}: {type(e).__name__}: {e}"))
-
-
 def run_workers(run: Runner, jobs: Sequence[Any], on_episode: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
     """`run(job, progress)` for every job: in this process when there is one job, else one spawned process per
-    job. `run` must be a module-level function (it is pickled) and each job must have a `suite` (for errors).
-    Results come back in completion order; a worker that raises or dies stops them all."""
+    job (`clearvla.workers`). `run` must be a module-level function (it is pickled). Results come back in
+    completion order; a worker that raises or dies stops them all."""
     if len(jobs) == 1:
         return run(jobs[0], on_episode)
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    procs = [context.Process(target=_worker, args=(run, job, queue), daemon=True) for job in jobs]
-    for p in procs:
-        p.start()
     results: list[EpisodeResult] = []
-    finished = 0
-    while finished < len(procs):
-        try:
-            item = queue.get(timeout=10)
-        except Empty:  # a worker killed outright (segfault, OOM) sends nothing: notice it
-            dead = [p for p in procs if p.exitcode not in (None, 0)]
-            if dead:
-                item = RuntimeError(f"eval worker exited with code {dead[0].exitcode}")
-            else:
-                continue
-        if item is None:
-            finished += 1
-        elif isinstance(item, Exception):
-            for p in procs:
-                p.terminate()
-            raise item
-        else:
-            results.append(item)
-            if on_episode is not None:
-                on_episode(item)
-    for p in procs:
-        p.join()
+    for result in stream_workers(run, jobs, "eval"):
+        results.append(result)
+        if on_episode is not None:
+            on_episode(result)
     return results
 
 

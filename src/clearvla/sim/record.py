@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Empty
 
 from clearvla.data.episode import Episode
 from clearvla.errors import ConfigError
@@ -15,6 +13,7 @@ from clearvla.sim import suites
 from clearvla.sim.env import ATTENTION_RESOLUTION, WorkcellEnv
 from clearvla.sim.expert import MAX_STEP_NOISE, ScriptedExpert
 from clearvla.sim.rollout import run_episode
+from clearvla.workers import stream_workers
 
 log = logging.getLogger(__name__)
 ROBOT_TYPE = "clearvla_ur5_workcell"
@@ -60,42 +59,26 @@ class _Player:
             env.close()
 
 
-def _play_worker(player: _Player, indices: range, queue: "mp.Queue") -> None:
-    try:
-        for item in player.play(indices):
-            queue.put(item)
-    except BaseException as e:  # report, don't hang the parent
-        queue.put(RuntimeError(f"recording worker failed: {type(e).__name__}: {e}"))
+def _play_into(job: tuple[_Player, range], emit: Callable[[tuple[int, Episode | None]], None]) -> None:
+    player, indices = job
+    for item in player.play(indices):
+        emit(item)
 
 
 def _play_parallel(player: _Player, start: int, stop: int, workers: int) -> Iterator[tuple[int, Episode | None]]:
     """`player.play(range(start, stop))` spread over `workers` spawned processes (worker w plays every w-th index),
     yielded in index order. Stopping the iteration stops the workers."""
-    context = mp.get_context("spawn")  # MuJoCo's GL context does not survive a fork
-    queue = context.Queue(maxsize=8 * workers)
-    procs = [context.Process(target=_play_worker, args=(player, range(start + w, stop, workers), queue), daemon=True)
-             for w in range(workers)]
-    for p in procs:
-        p.start()
+    jobs = [(player, range(start + w, stop, workers)) for w in range(workers)]
+    arrived = stream_workers(_play_into, jobs, "recording", max_queue=8 * workers)
     pending: dict[int, Episode | None] = {}
     try:
         for index in range(start, stop):
             while index not in pending:
-                try:
-                    item = queue.get(timeout=10)
-                except Empty:  # a worker killed outright (segfault, OOM) sends nothing: notice it
-                    dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-                    if dead:
-                        raise RuntimeError(f"recording worker exited with code {dead[0]}") from None
-                    continue
-                if isinstance(item, Exception):
-                    raise item
-                pending[item[0]] = item[1]
+                done, episode = next(arrived)
+                pending[done] = episode
             yield index, pending.pop(index)
     finally:
-        for p in procs:
-            p.terminate()
-            p.join()
+        arrived.close()
 
 
 def record_demos(
