@@ -4,13 +4,17 @@ This file is self-contained on purpose: it imports only numpy and `requests` (pl
 for the websocket client), never the rest of clearvla or torch, so it can be copied onto a robot computer as
 is. `pip install 'clearvla[client]'` installs exactly those.
 
-    from clearvla.client import PolicyClient
+    from clearvla.client import PolicyClient, RemotePolicy
     policy = PolicyClient("http://127.0.0.1:8000", token="...", timeout=1.0, retries=2)
     result = policy.act(image, "pick up the red block", unnorm_key="bridge_orig", proprio=ee_state)
     if result.type == "action":
         robot.apply(result.action)        # [7] float64 after the server's safety limits
         if result.clipped: log(result.clip_reasons)
         # chunk models: result.actions is the whole chunk [K, 7], limited step by step, to execute open loop
+
+    # or as a closed-loop policy that runs each chunk open loop (VLAPolicy's interface, LeRobot's select_action):
+    policy = RemotePolicy(PolicyClient("http://127.0.0.1:8000"), unnorm_key="bridge_orig")
+    action = policy.select_action({"image": image, "proprio": state}, {"instruction": "pick up the red block"})
 
 Retries (with exponential back-off) cover connection failures, timeouts and 502/503/504 answers; a 4xx is
 raised at once as `ServerError` (resending a bad request cannot help, and a 408 means the observation is stale).
@@ -153,6 +157,54 @@ def _server_error(status: int | None, text: str) -> ServerError:
         return ServerError(int(status or body.get("status", 500)), str(body.get("error", text)), body.get("field"))
     except (ValueError, AttributeError, TypeError):
         return ServerError(status or 500, text[:500])
+
+
+# --- closed loop --------------------------------------------------------------------------------------------
+class RemotePolicy:
+    """A served model as a closed-loop policy, with `VLAPolicy`'s interface: `select_action(obs, info)` -> the
+    next action [A] float32, `reset()`, `last_action`.
+
+    obs: {camera: uint8 [H, W, 3]} with every camera of the server's `metadata.cameras`, plus obs["proprio"] (the raw
+    robot state) when the model reads one. Each answer's chunk (`actions` [K, A], after the server's limits) runs open
+    loop: its first `execute` actions (default all K) are queued and the server is asked again when the queue is
+    empty. A clarifying question instead of an action raises RuntimeError: a loop without an operator cannot
+    answer it. client: a PolicyClient or WebsocketPolicyClient."""
+
+    def __init__(self, client: Any, unnorm_key: str | None = None, *, instruction: str | None = None,
+                 execute: int | None = None, robot: str | None = None) -> None:
+        meta = client.metadata() if callable(client.metadata) else client.metadata
+        self.client, self.unnorm_key, self.instruction, self.robot = client, unnorm_key, instruction, robot
+        self.cameras: list[str] = list(meta["cameras"])
+        self.reads_state = bool(meta.get("proprio_dim"))
+        self.image_size: int = int(meta["image_size"])
+        chunk = int(meta.get("chunk_size") or 1)
+        if execute is not None and not 1 <= execute <= chunk:
+            raise ValueError(f"execute must be between 1 and the server's chunk size {chunk}, got {execute}")
+        self.execute = execute or chunk
+        self.queue: list[np.ndarray] = []
+        self.last_action: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.queue.clear()
+        self.last_action = None
+
+    def select_action(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        if not self.queue:
+            missing = [name for name in self.cameras if name not in obs]
+            if missing:
+                raise KeyError(f"the observation lacks camera(s) {missing} that the served model reads")
+            text = self.instruction if self.instruction is not None else info["instruction"]
+            others = {name: obs[name] for name in self.cameras[1:]}
+            result = self.client.act(obs[self.cameras[0]], text, self.unnorm_key, images=others or None,
+                                     proprio=obs.get("proprio") if self.reads_state else None, robot=self.robot)
+            if result.type != "action":
+                raise RuntimeError(f"the server asked instead of acting: {result.question!r}")
+            actions = result.actions if result.actions is not None else result.action[None]  # older servers
+            self.queue.extend(np.asarray(actions[: self.execute], dtype=np.float32))
+        self.last_action = self.queue.pop(0)
+        return self.last_action
+
+    __call__ = select_action
 
 
 # --- websocket ------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from clearvla.cli import main
@@ -88,3 +89,63 @@ def test_video_frames_keep_one_size_before_and_after_the_first_action():
     first = overlay(frame, "put the small red bolt in the tray on the left", None)
     later = overlay(frame, "put the small red bolt in the tray on the left", np.array([0.012, -0.003, -0.025, 0, 0, 0.1, 1.0]))
     assert first.shape == later.shape and first.shape[1] == 256
+
+
+@pytest.fixture(scope="module")
+def chunk_checkpoint(tmp_path_factory):
+    model = VLA.from_config("tiny", image_size=32, norm_stats=STATS, action_chunk=4, seed=1)
+    return model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny32-chunk")
+
+
+@pytest.fixture
+def served(chunk_checkpoint):
+    """`clearvla serve`'s app for the chunk checkpoint on a free loopback port, in a thread of this process."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from clearvla.serve.app import ServeConfig, create_app, load_model
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(load_model(chunk_checkpoint, device="cpu"), ServeConfig(token="t"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_eval_through_a_server_matches_the_checkpoint_played_locally(chunk_checkpoint, served, tmp_path):
+    """`clearvla eval --server`: the same model behind `clearvla serve` plays the same episodes step for step (its
+    chunks run open loop through client.RemotePolicy's queue, as VLAPolicy's locally)."""
+    assert main(["eval", "--server", served, "--token", "t", "--suite", "train", "--episodes", "2", "--workers", "1",
+                 "--execute", "3", "--out", str(tmp_path), "--videos", "none"]) == 0
+    remote = json.loads((tmp_path / "report.json").read_text())["suites"][0]["results"]
+    local = evaluate_suite(chunk_checkpoint, "train", 2, workers=1, videos="none", execute=3).episodes
+    assert [(r["success"], r["steps"]) for r in remote] == [(e.success, e.steps) for e in local]
+    from clearvla.client import PolicyClient, RemotePolicy
+
+    policy = RemotePolicy(PolicyClient(served, token="t"), execute=3)
+    obs = {"image": np.zeros((32, 32, 3), np.uint8)}
+    first = [policy.select_action(obs, {"instruction": "pick up the nut"}) for _ in range(4)]
+    assert len(policy.queue) == 2  # the 4th action came from a second request, whose chunk has 2 left
+    chunk = VLA.from_pretrained(chunk_checkpoint).predict_action_chunk(obs, "pick up the nut")
+    np.testing.assert_allclose(first[:3], chunk[:3].astype(np.float32))
+
+
+def test_eval_server_errors_are_named(served, chunk_checkpoint, capsys):
+    assert main(["eval", "--server", served, "--token", "wrong", "--episodes", "1"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["eval", "--server", served, "--token", "t", "--episodes", "1", "--quantize", "int8"]) == 2
+    assert "quantize: set on the server" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(chunk_checkpoint), "--token", "t", "--episodes", "1"]) == 2
+    assert "--token goes with --server" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="exactly one"):
+        evaluate_suite(chunk_checkpoint, "train", 1, server=served)

@@ -16,7 +16,12 @@ EPISODES = 50  # --episodes default (our suites)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="closed-loop success on simulator suites or LIBERO (Wilson 95%% CIs, per task)")
-    p.add_argument("--checkpoint", required=True, type=Path, help="OpenVLA-format checkpoint directory")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="OpenVLA-format checkpoint directory")
+    source.add_argument("--server", default=None, metavar="URL",
+                        help="--suite: act through a running `clearvla serve` (e.g. http://127.0.0.1:8000) instead of "
+                             "loading a checkpoint; each answered chunk runs open loop")
+    p.add_argument("--token", default=None, help="--server: its bearer token")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--suite", nargs="+", default=None,
                        help="one or more of our suites: train visual motion physical semantic ambiguous (default: train)")
@@ -51,8 +56,11 @@ def check_options(args: argparse.Namespace) -> None:
         mode = "--benchmark"
     else:
         check_benchmark(args.benchmark)
-        given = {"--episodes": args.episodes, "--image-size": args.image_size, "--start": args.start}
+        given = {"--episodes": args.episodes, "--image-size": args.image_size, "--start": args.start,
+                 "--server": args.server}
         mode = "--suite (LIBERO renders at 256 px and runs --trials-per-task per task)"
+    if args.token is not None and args.server is None:
+        raise ConfigError("--token goes with --server")
     misplaced = [flag for flag, value in given.items() if value is not None]
     if misplaced:
         raise ConfigError(f"{', '.join(misplaced)} apply to {mode} only")
@@ -75,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     check_options(args)
-    if not (args.checkpoint / "config.json").is_file():
+    if args.checkpoint is not None and not (args.checkpoint / "config.json").is_file():
         raise CheckpointError(f"{args.checkpoint} is not a checkpoint directory (no config.json)")
-    out = args.out or Path("runs/eval") / args.checkpoint.resolve().name
+    out = args.out or Path("runs/eval") / (args.checkpoint.resolve().name if args.checkpoint else "server")
     common = dict(workers=args.workers, unnorm_key=args.unnorm_key, center_crop=args.center_crop, out_dir=out,
                   videos=args.videos, dtype=args.dtype, quantize=args.quantize,
                   action_tokens_only=args.action_tokens_only, execute=args.execute)
@@ -94,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         for suite in args.suite or ["train"]:
             with tqdm(total=episodes, desc=f"eval {suite}", unit="ep") as bar:
                 reports.append(evaluate_suite(args.checkpoint, suite, episodes, start=args.start or 0, image_size=args.image_size,
-                                              on_episode=_ticker(bar), **common))
+                                              on_episode=_ticker(bar), server=args.server, token=args.token, **common))
     json_path, md_path = write_reports(reports, out)
     print(summary_table(reports))
     print(f"\nreports: {json_path}, {md_path}" + (f"; failure videos in {out / 'videos'}" if args.videos != "none" else ""))

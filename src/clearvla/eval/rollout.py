@@ -37,6 +37,8 @@ class EvalJob:
     quantize: str = "none"  # none | int8 | int4 (bitsandbytes)
     action_tokens_only: bool = False
     execute: int | None = None  # chunk models: actions run open loop per forward (None: the whole chunk)
+    server: str | None = None  # a `clearvla serve` URL to act through instead of loading `checkpoint`
+    token: str | None = None  # the server's bearer token
 
 
 def overlay(frame: np.ndarray, instruction: str, action: np.ndarray | None) -> np.ndarray:
@@ -52,21 +54,33 @@ def overlay(frame: np.ndarray, instruction: str, action: np.ndarray | None) -> n
     return caption(caption(big, instruction), "a " + " ".join("  --  " if np.isnan(a) else f"{a:+.3f}" for a in values))
 
 
-def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
-    """Play `job.indices` of `job.suite` with the checkpoint; write videos as asked."""
+def load_policy(job: EvalJob) -> tuple[Any, list[str]]:
+    """(the policy a job plays, the cameras it reads): the checkpoint in this process, or the job's server."""
+    if job.server is not None:
+        from clearvla.client import PolicyClient, RemotePolicy
+
+        remote = RemotePolicy(PolicyClient(job.server, token=job.token, timeout=60.0), job.unnorm_key, execute=job.execute)
+        return remote, remote.cameras
     import torch
 
     from clearvla.infer.policy import VLAPolicy
     from clearvla.models.vla import VLA
+
+    torch.set_num_threads(1)  # one core per worker process
+    vla = VLA.from_pretrained(job.checkpoint, dtype=getattr(torch, job.dtype), quantize=job.quantize)
+    policy = VLAPolicy(vla, job.unnorm_key, job.center_crop, action_tokens_only=job.action_tokens_only, execute=job.execute)
+    return policy, list(vla.config.cameras)
+
+
+def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+    """Play `job.indices` of `job.suite` with the checkpoint (or through the server); write videos as asked."""
     from clearvla.sim import suites
     from clearvla.sim.env import WorkcellEnv
     from clearvla.sim.rollout import run_episode
     from clearvla.sim.video import write_video
 
-    torch.set_num_threads(1)  # one core per worker process
-    vla = VLA.from_pretrained(job.checkpoint, dtype=getattr(torch, job.dtype), quantize=job.quantize)
-    policy = VLAPolicy(vla, job.unnorm_key, job.center_crop, action_tokens_only=job.action_tokens_only, execute=job.execute)
-    env = WorkcellEnv(job.suite, image_size=job.image_size, wrist_camera="wrist_image" in policy.vla.config.cameras)
+    policy, cameras = load_policy(job)
+    env = WorkcellEnv(job.suite, image_size=job.image_size, wrist_camera="wrist_image" in cameras)
     results = []
     try:
         for index in job.indices:
@@ -112,7 +126,7 @@ def run_workers(run: Runner, jobs: Sequence[Any], on_episode: Callable[[EpisodeR
 
 
 def evaluate_suite(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     suite: str,
     episodes: int,
     *,
@@ -128,11 +142,16 @@ def evaluate_suite(
     action_tokens_only: bool = False,
     execute: int | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
+    server: str | None = None,
+    token: str | None = None,
 ) -> SuiteReport:
     """Success of a checkpoint on episodes start .. start + episodes - 1 of `suite` (a fixed list), with `workers`
     processes. `image_size` defaults to the checkpoint's input size. Failure videos go to out_dir/videos.
     `quantize` (none | int8 | int4) and `action_tokens_only` are applied in every worker (see infer/quantize.py);
-    `execute`: actions of each chunk run open loop (chunk models; None = the whole chunk)."""
+    `execute`: actions of each chunk run open loop (chunk models; None = the whole chunk). `server` (a `clearvla
+    serve` URL, with `token`) instead of a checkpoint: every worker acts through it (`client.RemotePolicy`), and
+    image_size defaults to the served model's; dtype, quantize, action_tokens_only and center_crop are then the
+    server's own settings."""
     from clearvla.errors import ConfigError
     from clearvla.models.checkpoint import PROCESSOR_FILE
     from clearvla.models.processor import ImageProcessor
@@ -144,6 +163,21 @@ def evaluate_suite(
         raise ConfigError(f"suite {suite!r} has episodes 0..{available - 1}; asked for {episodes} from {start}")
     if videos not in ("failures", "all", "none"):
         raise ConfigError(f"videos must be failures, all or none, got {videos!r}")
+    if (checkpoint is None) == (server is None):
+        raise ConfigError("evaluate a checkpoint or a server URL: give exactly one")
+    if server is not None:
+        served = {"dtype": dtype != "float32", "quantize": quantize not in (None, "none"),
+                  "action_tokens_only": action_tokens_only, "center_crop": center_crop}
+        if any(served.values()):
+            raise ConfigError(f"{', '.join(k for k, v in served.items() if v)}: set on the server (`clearvla serve`), not here")
+        if image_size is None:
+            from clearvla.client import PolicyClient
+
+            try:
+                with PolicyClient(server, token=token, timeout=30.0, retries=1) as client:
+                    image_size = int(client.metadata()["image_size"])
+            except Exception as e:  # connection errors, ServerError (a wrong token): say which server, in one line
+                raise ConfigError(f"cannot read {server}/metadata: {e}") from None
     if quantize not in (None, "none"):  # fail here in one line, not in every worker
         from clearvla.infer.quantize import check_mode, require_bitsandbytes
 
@@ -157,10 +191,11 @@ def evaluate_suite(
     video_dir = None if out_dir is None else str(out_dir / "videos")
     indices = list(range(start, start + episodes))
     workers = max(1, min(workers, episodes))
-    jobs = [EvalJob(str(checkpoint), suite, tuple(indices[w::workers]), image_size, unnorm_key, center_crop,
-                    video_dir, videos, dtype, quantize, action_tokens_only, execute) for w in range(workers)]
+    source = str(checkpoint if server is None else server)
+    jobs = [EvalJob(source, suite, tuple(indices[w::workers]), image_size, unnorm_key, center_crop,
+                    video_dir, videos, dtype, quantize, action_tokens_only, execute, server, token) for w in range(workers)]
     start = time.perf_counter()
-    report = SuiteReport(str(checkpoint), suite)
+    report = SuiteReport(source, suite)
     report.episodes = run_workers(run_job, jobs, on_episode)
     report.seconds = time.perf_counter() - start
     return report
