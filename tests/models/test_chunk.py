@@ -123,6 +123,32 @@ def test_policy_queue_runs_chunks_open_loop(chunk_vla, monkeypatch):
         VLAPolicy(chunk_vla, execute=5)
 
 
+def test_temporal_ensemble_averages_what_each_recent_chunk_said_about_now(chunk_vla, tiny_vla, monkeypatch):
+    """ACT's ensemble: at step t, chunk j (predicted at step j) contributes its entry t - j, weighted exp(-m * i)
+    with i = 0 the oldest of the last K chunks."""
+    step = iter(range(100))
+
+    def chunk(*args, **kwargs):  # the chunk predicted at step t holds 10 t + k at entry k
+        t = next(step)
+        return np.array([[10.0 * t + k] * 7 for k in range(K)])
+
+    monkeypatch.setattr(chunk_vla, "predict_action_chunk", chunk)
+    obs, info = {"image": _image(4)}, {"instruction": "lift the nut"}
+    uniform = VLAPolicy(chunk_vla, ensemble=0.0)
+    assert [uniform(obs, info)[0] for _ in range(3)] == [0.0, 5.5, 11.0]  # step 2: mean(c0[2], c1[1], c2[0]) = mean(2, 11, 20)
+    assert [uniform(obs, info)[0] for _ in range(2)] == [16.5, 26.5]  # only the last K = 4 chunks count
+    step = iter(range(100))
+    decayed = VLAPolicy(chunk_vla, ensemble=float(np.log(2)))
+    actions = [decayed(obs, info)[0] for _ in range(3)]
+    assert actions[2] == pytest.approx((2 * 1 + 11 * 0.5 + 20 * 0.25) / 1.75)
+    decayed.reset()
+    assert decayed(obs, info)[0] == 30.0  # a new episode forgets the old chunks
+    with pytest.raises(InputError, match="ensemble needs a chunk model"):
+        VLAPolicy(tiny_vla, ensemble=0.01)
+    with pytest.raises(InputError, match="no execute"):
+        VLAPolicy(chunk_vla, ensemble=0.01, execute=2)
+
+
 def test_loader_chunks_repeat_the_last_action_past_the_end():
     actions = np.arange(5 * 7, dtype=np.float32).reshape(5, 7)
     episode = _Loaded(np.zeros((5, 1, 8, 8, 3), np.uint8), actions, None, "lift", np.arange(5))

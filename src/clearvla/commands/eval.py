@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--execute", type=int, default=None,
                    help="chunk models: actions of each predicted chunk run open loop before the next forward (default: all)")
+    p.add_argument("--temporal-ensemble", type=float, default=None, metavar="M",
+                   help="chunk models: a forward at every step, acting on ACT's temporal ensemble of the last K chunks "
+                        "(weights exp(-M * i), i = 0 the oldest; ACT uses 0.01, M < 0 favours the newest); K times the compute")
     add_inference_options(p)
     p.set_defaults(func=run)
 
@@ -89,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     common = dict(workers=args.workers, unnorm_key=args.unnorm_key, center_crop=args.center_crop, out_dir=out,
                   videos=args.videos, dtype=args.dtype, quantize=args.quantize,
                   action_tokens_only=args.action_tokens_only, execute=args.execute)
+    if args.temporal_ensemble is not None:
+        if args.benchmark is not None:
+            raise ConfigError("--temporal-ensemble applies to --suite only")
+        common["ensemble"] = args.temporal_ensemble
     reports = []
     if args.benchmark is not None:
         trials = TRIALS_PER_TASK if args.trials_per_task is None else args.trials_per_task

@@ -37,6 +37,7 @@ class EvalJob:
     quantize: str = "none"  # none | int8 | int4 (bitsandbytes)
     action_tokens_only: bool = False
     execute: int | None = None  # chunk models: actions run open loop per forward (None: the whole chunk)
+    ensemble: float | None = None  # chunk models: ACT's temporal ensemble with this weight decay (a forward per step)
     server: str | None = None  # a `clearvla serve` URL to act through instead of loading `checkpoint`
     token: str | None = None  # the server's bearer token
 
@@ -68,7 +69,8 @@ def load_policy(job: EvalJob) -> tuple[Any, list[str]]:
 
     torch.set_num_threads(1)  # one core per worker process
     vla = VLA.from_pretrained(job.checkpoint, dtype=getattr(torch, job.dtype), quantize=job.quantize)
-    policy = VLAPolicy(vla, job.unnorm_key, job.center_crop, action_tokens_only=job.action_tokens_only, execute=job.execute)
+    policy = VLAPolicy(vla, job.unnorm_key, job.center_crop, action_tokens_only=job.action_tokens_only, execute=job.execute,
+                       ensemble=job.ensemble)
     return policy, list(vla.config.cameras)
 
 
@@ -142,16 +144,17 @@ def evaluate_suite(
     action_tokens_only: bool = False,
     execute: int | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
+    ensemble: float | None = None,
     server: str | None = None,
     token: str | None = None,
 ) -> SuiteReport:
     """Success of a checkpoint on episodes start .. start + episodes - 1 of `suite` (a fixed list), with `workers`
     processes. `image_size` defaults to the checkpoint's input size. Failure videos go to out_dir/videos.
     `quantize` (none | int8 | int4) and `action_tokens_only` are applied in every worker (see infer/quantize.py);
-    `execute`: actions of each chunk run open loop (chunk models; None = the whole chunk). `server` (a `clearvla
-    serve` URL, with `token`) instead of a checkpoint: every worker acts through it (`client.RemotePolicy`), and
-    image_size defaults to the served model's; dtype, quantize, action_tokens_only and center_crop are then the
-    server's own settings."""
+    `execute`: actions of each chunk run open loop (chunk models; None = the whole chunk); `ensemble`: act on ACT's
+    temporal ensemble instead (infer/policy.py). `server` (a `clearvla serve` URL, with `token`) instead of a
+    checkpoint: every worker acts through it (`client.RemotePolicy`), and image_size defaults to the served model's;
+    dtype, quantize, action_tokens_only, center_crop and ensemble are then the server's or not available."""
     from clearvla.errors import ConfigError
     from clearvla.models.checkpoint import PROCESSOR_FILE
     from clearvla.models.processor import ImageProcessor
@@ -167,7 +170,7 @@ def evaluate_suite(
         raise ConfigError("evaluate a checkpoint or a server URL: give exactly one")
     if server is not None:
         served = {"dtype": dtype != "float32", "quantize": quantize not in (None, "none"),
-                  "action_tokens_only": action_tokens_only, "center_crop": center_crop}
+                  "action_tokens_only": action_tokens_only, "center_crop": center_crop, "ensemble": ensemble is not None}
         if any(served.values()):
             raise ConfigError(f"{', '.join(k for k, v in served.items() if v)}: set on the server (`clearvla serve`), not here")
         if image_size is None:
@@ -193,7 +196,8 @@ def evaluate_suite(
     workers = max(1, min(workers, episodes))
     source = str(checkpoint if server is None else server)
     jobs = [EvalJob(source, suite, tuple(indices[w::workers]), image_size, unnorm_key, center_crop,
-                    video_dir, videos, dtype, quantize, action_tokens_only, execute, server, token) for w in range(workers)]
+                    video_dir, videos, dtype, quantize, action_tokens_only, execute, ensemble, server, token)
+            for w in range(workers)]
     start = time.perf_counter()
     report = SuiteReport(source, suite)
     report.episodes = run_workers(run_job, jobs, on_episode)
