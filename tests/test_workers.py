@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from clearvla.errors import InputError
 from clearvla.workers import stream_workers
 
 
@@ -18,6 +19,10 @@ def fail_at_two(job: int, emit) -> None:
     emit(job)
     if job == 2:
         raise ValueError("bad job 2")
+
+
+def refuse(job: int, emit) -> None:
+    raise InputError(f"job {job} is malformed")
 
 
 def die(job: int, emit) -> None:
@@ -33,6 +38,11 @@ def test_every_item_of_every_job_arrives():
 def test_a_failing_worker_raises_with_its_reason():
     with pytest.raises(RuntimeError, match="test worker failed: ValueError: bad job 2"):
         list(stream_workers(fail_at_two, [1, 2], "test"))
+
+
+def test_a_user_facing_error_arrives_as_itself():
+    with pytest.raises(InputError, match="job 7 is malformed"):  # the CLI prints it as one line
+        list(stream_workers(refuse, [7], "test"))
 
 
 def test_a_worker_that_dies_silently_is_noticed():

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from queue import Empty
 from typing import Any, Callable, Iterator, Sequence
 
+from clearvla.errors import ClearVLAError
+
 POLL_S = 1.0  # how often the parent checks for workers that died without a word
 Work = Callable[[Any, Callable[[Any], None]], Any]  # work(job, emit): calls emit(item) for each item it makes
 
@@ -19,6 +21,7 @@ class _Done:
 @dataclass(frozen=True)
 class _Failed:
     message: str
+    error: ClearVLAError | None = None  # a user-facing error travels as itself, so the CLI prints its one line
 
 
 def _run(work: Work, job: Any, queue: "mp.Queue", what: str) -> None:
@@ -26,14 +29,15 @@ def _run(work: Work, job: Any, queue: "mp.Queue", what: str) -> None:
         work(job, queue.put)
         queue.put(_Done())
     except BaseException as e:  # report, don't hang the parent
-        queue.put(_Failed(f"{what} worker failed: {type(e).__name__}: {e}"))
+        queue.put(_Failed(f"{what} worker failed: {type(e).__name__}: {e}", e if isinstance(e, ClearVLAError) else None))
 
 
 def stream_workers(work: Work, jobs: Sequence[Any], what: str, max_queue: int = 0) -> Iterator[Any]:
     """`work(job, emit)` for each job in its own spawned process; yields the emitted items in arrival order.
 
     `work` must be a module-level function and the jobs picklable. `what` names the workers in errors. A worker
-    that raises, or dies without a word (segfault, OOM), raises RuntimeError here; closing the iterator early or an
+    that raises a ClearVLAError raises it here; any other failure, or a worker that dies without a word (segfault,
+    OOM), raises RuntimeError; closing the iterator early or an
     error terminates every worker. max_queue: items in flight before workers block (0: unbounded)."""
     context = mp.get_context("spawn")  # MuJoCo's GL context does not survive a fork
     queue = context.Queue(maxsize=max_queue)
@@ -53,7 +57,7 @@ def stream_workers(work: Work, jobs: Sequence[Any], what: str, max_queue: int = 
             if isinstance(item, _Done):
                 running -= 1
             elif isinstance(item, _Failed):
-                raise RuntimeError(item.message)
+                raise item.error or RuntimeError(item.message)
             else:
                 yield item
     finally:
