@@ -176,7 +176,6 @@ class RemotePolicy:
         self.client, self.unnorm_key, self.instruction, self.robot = client, unnorm_key, instruction, robot
         self.cameras: list[str] = list(meta["cameras"])
         self.reads_state = bool(meta.get("proprio_dim"))
-        self.image_size: int = int(meta["image_size"])
         chunk = int(meta.get("chunk_size") or 1)
         if execute is not None and not 1 <= execute <= chunk:
             raise ValueError(f"execute must be between 1 and the server's chunk size {chunk}, got {execute}")

@@ -145,6 +145,8 @@ def test_eval_server_errors_are_named(served, chunk_checkpoint, capsys):
     assert "cannot read" in capsys.readouterr().err
     assert main(["eval", "--server", served, "--token", "t", "--episodes", "1", "--quantize", "int8"]) == 2
     assert "quantize: set on the server" in capsys.readouterr().err
+    assert main(["eval", "--server", served, "--token", "t", "--episodes", "1", "--execute", "5"]) == 2
+    assert "between 1 and the served model's chunk size 4, got 5" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(chunk_checkpoint), "--token", "t", "--episodes", "1"]) == 2
     assert "--token goes with --server" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="exactly one"):

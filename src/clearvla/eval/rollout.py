@@ -173,14 +173,17 @@ def evaluate_suite(
                   "action_tokens_only": action_tokens_only, "center_crop": center_crop, "ensemble": ensemble is not None}
         if any(served.values()):
             raise ConfigError(f"{', '.join(k for k, v in served.items() if v)}: set on the server (`clearvla serve`), not here")
-        if image_size is None:
-            from clearvla.client import PolicyClient
+        from clearvla.client import PolicyClient
 
-            try:
-                with PolicyClient(server, token=token, timeout=30.0, retries=1) as client:
-                    image_size = int(client.metadata()["image_size"])
-            except Exception as e:  # connection errors, ServerError (a wrong token): say which server, in one line
-                raise ConfigError(f"cannot read {server}/metadata: {e}") from None
+        try:
+            with PolicyClient(server, token=token, timeout=30.0, retries=1) as client:
+                metadata = client.metadata()
+        except Exception as e:  # connection errors, ServerError (a wrong token): say which server, in one line
+            raise ConfigError(f"cannot read {server}/metadata: {e}") from None
+        chunk = int(metadata.get("chunk_size") or 1)
+        if execute is not None and not 1 <= execute <= chunk:
+            raise ConfigError(f"execute must be between 1 and the served model's chunk size {chunk}, got {execute}")
+        image_size = image_size or int(metadata["image_size"])
     if quantize not in (None, "none"):  # fail here in one line, not in every worker
         from clearvla.infer.quantize import check_mode, require_bitsandbytes
 
