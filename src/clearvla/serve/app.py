@@ -48,6 +48,7 @@ from clearvla.serve.schema import ActRequest, ActResponse, ModelSpec, RequestLim
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ServeConfig:
     """Server settings. token: required bearer token (None: no auth). max_batch_size / max_wait_ms / max_queue:
