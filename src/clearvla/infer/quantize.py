@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 QUANTIZE_MODES = ("none", "int8", "int4")
 NF4_BLOCKSIZE = 64
+CPU_PACK_ROWS = 32  # bitsandbytes' packed CPU kernel groups output rows by this many
 INT8_THRESHOLD = 6.0  # transformers' llm_int8_threshold default
 _SKIP = ("lm_head",)
 
@@ -115,6 +116,11 @@ def _quantized_linear(bnb: Any, linear: nn.Linear, mode: str, dtype: torch.dtype
         layer.weight = bnb.nn.Params4bit(
             weight, requires_grad=False, blocksize=NF4_BLOCKSIZE, compress_statistics=True, quant_type="nf4", module=layer,
         )
+        # On CPUs with AVX512-BF16, bitsandbytes (0.49-0.50) repacks NF4 weights for a faster kernel on the first
+        # forward, reshaping them as [out / 32, 32, ...] and the block scales as [out, in / 64]; a layer whose sizes
+        # do not divide crashes there. Those layers keep the generic kernel, which every other CPU runs.
+        if linear.in_features % NF4_BLOCKSIZE or linear.out_features % CPU_PACK_ROWS:
+            layer.support_avx512bf16_for_cpu = False
     if has_bias:
         layer.bias = nn.Parameter(linear.bias.detach().to("cpu", dtype), requires_grad=False)
     return layer.to(device).eval()

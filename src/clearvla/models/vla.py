@@ -268,11 +268,13 @@ class VLA(nn.Module):
         sequence = torch.cat([embeddings, slots], dim=1)
         supervised = None
         if attention_target is None:
-            hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=mask, position_ids=positions)
+            hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=mask, position_ids=positions,
+                                               use_cache=False)  # one pass: a KV cache would only cost time
         else:
             with captured_attention(self.language_model) as attention:
                 hidden = self.language_model.model(
-                    inputs_embeds=sequence, attention_mask=eager_mask(mask, sequence.dtype), position_ids=positions
+                    inputs_embeds=sequence, attention_mask=eager_mask(mask, sequence.dtype), position_ids=positions,
+                    use_cache=False,
                 )
             grid = self.config.image_sizes[0] // self.config.vision[0].patch_size
             target = patch_mask(attention_target, len(self.config.cameras), grid)
