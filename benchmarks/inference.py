@@ -17,7 +17,8 @@ alike. Reported: latency p50 / p99 per call, the LLM part alone (decode) p50, ac
 call / p50.
 
 With --agreement N (needs MuJoCo): on the shipped default model and N simulator frames (scripted-expert
-rollouts of the train suite), how often action-only argmax and int8/int4 weights change the tokens.
+rollouts of the train suite), how much int8/int4 weights move its actions (and, for an action-token model, how
+often action-only argmax and int8/int4 change the tokens).
 
 Run: .venv/bin/python benchmarks/inference.py  ->  benchmarks/results/inference.json
 """
@@ -125,8 +126,9 @@ def measure(variants: list[tuple[dict, VLA, Decoder]], batch: int, size: int, re
 
 
 def agreement(frames: int) -> dict:
-    """Token agreement on the shipped default model over simulator frames: action-only vs full argmax, and
-    int8 / int4 vs float32 weights."""
+    """How much the shipped default model's actions move over simulator frames: for an action-token model,
+    action-only vs full argmax and int8 / int4 vs float32 tokens; for a chunk model (no tokens), int8 / int4 vs
+    float32 chunks."""
     from clearvla.assets import default_model_dir
     from clearvla.sim import suites
     from clearvla.sim.env import WorkcellEnv
@@ -134,32 +136,41 @@ def agreement(frames: int) -> dict:
     from clearvla.sim.rollout import run_episode
 
     vla = VLA.from_pretrained(default_model_dir())
-    size = vla.processor.image_size
-    env = WorkcellEnv("train", image_size=size, wrist_camera=False)
-    obs_list: list[tuple[np.ndarray, str]] = []
+    cameras = list(vla.config.cameras)
+    env = WorkcellEnv("train", image_size=vla.processor.image_size, wrist_camera="wrist_image" in cameras)
+    grabbed: list[tuple[dict, np.ndarray, str]] = []
     index = 0
     try:
-        while len(obs_list) < frames:
-            spec = suites.episode("train", index)
-            grabbed: list[tuple[np.ndarray, str]] = []
-            run_episode(env, ScriptedExpert(env, seed=0), spec, record=False,
-                        on_step=lambda obs, info: grabbed.append((obs["image"], info["instruction"])))
-            obs_list += grabbed[:: max(1, len(grabbed) // 6)][:6]  # six frames spread over each episode
+        while len(grabbed) < frames:
+            episode: list[tuple[dict, np.ndarray, str]] = []
+            run_episode(env, ScriptedExpert(env, seed=0), suites.episode("train", index), record=False,
+                        on_step=lambda obs, info: episode.append(({c: obs[c] for c in cameras}, obs["proprio"], info["instruction"])))
+            grabbed += episode[:: max(1, len(episode) // 6)][:6]  # six frames spread over each episode
             index += 1
     finally:
         env.close()
-    obs_list = obs_list[:frames]
-    images, texts = [o for o, _ in obs_list], [t for _, t in obs_list]
-    full = vla.predict_action_tokens(images, texts)
-    only = vla.predict_action_tokens(images, texts, action_tokens_only=True)
-    result = {"frames": frames, "episodes": index,
-              "action_only_vs_full": {"token_agreement": round(float((full == only).mean()), 3),
-                                      "frames_changed": int((full != only).any(-1).sum()),
-                                      "full_argmax_text_tokens": int((~vla.action_tokenizer.is_action_token(full)).sum())}}
+    grabbed = grabbed[:frames]
+    observations, texts = [o for o, _, _ in grabbed], [t for _, _, t in grabbed]
+    inputs = dict(proprio=np.stack([p for _, p, _ in grabbed]) if vla.config.proprio_dim else None)
+    result: dict = {"frames": frames, "episodes": index}
+    if vla.config.action_chunk:
+        result["model"] = f"chunk (K={vla.config.action_chunk})"
+        reference = vla.predict_action_chunk(observations, texts, **inputs)
+        for mode in ("int8", "int4"):
+            chunks = quantize_vla(VLA.from_pretrained(default_model_dir()), mode).predict_action_chunk(observations, texts, **inputs)
+            diff = np.abs(chunks - reference).reshape(-1, reference.shape[-1])
+            result[f"{mode}_vs_float32"] = {"max_action_diff": [round(float(x), 4) for x in diff.max(0)],
+                                            "mean_action_diff": [round(float(x), 5) for x in diff.mean(0)]}
+        return result
+    result["model"] = "action tokens"
+    full = vla.predict_action_tokens(observations, texts, **inputs)
+    only = vla.predict_action_tokens(observations, texts, action_tokens_only=True, **inputs)
+    result["action_only_vs_full"] = {"token_agreement": round(float((full == only).mean()), 3),
+                                     "frames_changed": int((full != only).any(-1).sum()),
+                                     "full_argmax_text_tokens": int((~vla.action_tokenizer.is_action_token(full)).sum())}
     for mode in ("int8", "int4"):
-        quantized = quantize_vla(VLA.from_pretrained(default_model_dir()), mode)
-        tokens = quantized.predict_action_tokens(images, texts)
-        diff = np.abs(quantized.decode_actions(tokens) - vla.decode_actions(full))
+        tokens = quantize_vla(VLA.from_pretrained(default_model_dir()), mode).predict_action_tokens(observations, texts, **inputs)
+        diff = np.abs(vla.decode_actions(tokens) - vla.decode_actions(full))
         result[f"{mode}_vs_float32"] = {"token_agreement": round(float((tokens == full).mean()), 3),
                                         "frames_changed": int((tokens != full).any(-1).sum()),
                                         "max_action_diff": [round(float(x), 4) for x in diff.max(0)]}
