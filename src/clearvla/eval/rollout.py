@@ -170,9 +170,12 @@ def evaluate_suite(
         raise ConfigError("evaluate a checkpoint or a server URL: give exactly one")
     if server is not None:
         served = {"dtype": dtype != "float32", "quantize": quantize not in (None, "none"),
-                  "action_tokens_only": action_tokens_only, "center_crop": center_crop, "ensemble": ensemble is not None}
+                  "action_tokens_only": action_tokens_only, "center_crop": center_crop}
         if any(served.values()):
             raise ConfigError(f"{', '.join(k for k, v in served.items() if v)}: set on the server (`clearvla serve`), not here")
+        if ensemble is not None:
+            raise ConfigError("the temporal ensemble needs a forward pass per step in this process; through a server "
+                              "each answered chunk runs open loop (--execute K re-plans sooner)")
         from clearvla.client import PolicyClient
 
         try:
