@@ -222,6 +222,9 @@ class TrainConfig:
     """Dataset directories (LeRobot v3, clearvla's native format)."""
     weights: tuple[float, ...] = ()
     """Mixture sampling weights, one per dataset (default: equal)."""
+    normalize_like: tuple[str, ...] = ()
+    """Per dataset, the name of another one whose statistics normalise it (same robot and action space), or ""
+    for its own (default: every dataset its own). Datasets normalised like another add no norm_stats key."""
     val_fraction: float = 0.05
     """Fraction of episodes held out for validation metrics."""
     augment: bool = True
@@ -305,6 +308,8 @@ class TrainConfig:
             raise ConfigError(f"precision {self.precision!r} is not one of: auto, fp32, bf16")
         if self.weights and len(self.weights) != len(self.datasets):
             raise ConfigError(f"got {len(self.weights)} weights for {len(self.datasets)} datasets")
+        if self.normalize_like and len(self.normalize_like) != len(self.datasets):
+            raise ConfigError(f"got {len(self.normalize_like)} normalize_like entries for {len(self.datasets)} datasets")
         if self.patch_loss < 0:
             raise ConfigError(f"patch_loss must be >= 0, got {self.patch_loss}")
         if self.proprio_indices and not self.proprio:

@@ -51,3 +51,14 @@ def test_duplicate_names_are_refused(lerobot_dataset):
         Mixture.build([DatasetSpec(a), DatasetSpec(a)])
     renamed = Mixture.build([DatasetSpec(a), DatasetSpec(a, name="alpha_again")])
     assert list(renamed.probabilities) == ["alpha", "alpha_again"]
+
+
+def test_a_dataset_can_be_normalised_with_anothers_statistics(lerobot_dataset, tmp_path):
+    a, b = lerobot_dataset(4, name="alpha"), lerobot_dataset(2, name="beta")
+    mixture = Mixture.build([DatasetSpec(a), DatasetSpec(b, normalize_like="alpha")], cache_dir=tmp_path / "cache")
+    assert set(mixture.norm_stats) == {"alpha"}  # one key in the checkpoint
+    np.testing.assert_array_equal(mixture.action_stats["beta"].q01, mixture.action_stats["alpha"].q01)
+    own = Mixture.build([DatasetSpec(a), DatasetSpec(b)], cache_dir=tmp_path / "cache")
+    assert not np.array_equal(own.action_stats["beta"].q01, own.action_stats["alpha"].q01)
+    with pytest.raises(ConfigError, match="normalize_like 'gamma'"):
+        Mixture.build([DatasetSpec(a), DatasetSpec(b, normalize_like="gamma")], cache_dir=tmp_path / "cache")

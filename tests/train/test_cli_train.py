@@ -135,3 +135,17 @@ def test_attention_supervision_trains_a_bidirectional_chunk_model(tmp_path, caps
         TrainConfig(datasets=(str(root),), attention_loss=1.0)
     with pytest.raises(ConfigError, match="need an action-chunk model"):
         TrainConfig(datasets=(str(root),), focus_loss=1.0)
+
+
+def test_a_second_dataset_normalised_like_the_first_adds_no_key(dataset, tmp_path):
+    import shutil
+
+    more = shutil.copytree(dataset, tmp_path / "pushes_more")
+    run = tmp_path / "run"
+    assert main(["train", "--datasets", str(dataset), str(more), "--normalize-like", "", "pushes", "--run-dir", str(run),
+                 "--image-size", "32", "--batch-size", "4", "--max-steps", "1", "--save-every", "1",
+                 "--num-workers", "0"]) == 0
+    model = VLA.from_pretrained(run / "checkpoints" / "step-00000001" / "model")
+    assert set(model.norm_stats) == {"pushes"}  # predict and eval need no --unnorm-key
+    with pytest.raises(ConfigError, match="normalize_like entries"):
+        TrainConfig(datasets=(str(dataset), str(more)), normalize_like=("",))

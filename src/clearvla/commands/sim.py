@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="processes playing episodes (default 1); the dataset is the same for any number")
     r.add_argument("--home-start", action="store_true",
                    help="start every episode's arm at the home posture instead of the episode's own random pose")
+    r.add_argument("--handover", metavar="CHECKPOINT", default=None,
+                   help="let this checkpoint act first and the expert take over and finish; only the expert's part "
+                        "is written, so the demonstrations start where the policy goes wrong (DAgger-style)")
+    r.add_argument("--handover-window", type=float, nargs=2, default=(0.0, 0.5), metavar=("FIRST", "LAST"),
+                   help="the expert takes over at a step drawn uniformly from FIRST..LAST x the episode's step "
+                        "limit (default 0 0.5)")
     r.set_defaults(func=run_record)
 
     v = sub.add_parser("video", help="MP4/GIF of the expert playing one episode")
@@ -61,10 +67,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_record(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from clearvla.sim.handover import Handover
     from clearvla.sim.record import record_demos
     from clearvla.sim.suites import check_suite
 
     check_suite(args.suite)
+    handover = None
+    if args.handover is not None:
+        if not Path(args.handover).is_dir():
+            raise ConfigError(f"--handover {args.handover}: no such checkpoint directory")
+        handover = Handover(str(args.handover), *args.handover_window)
     with tqdm(total=args.episodes, desc=f"recording {args.suite}", unit="demo") as bar:
         attempts = 0
 
@@ -77,7 +89,7 @@ def run_record(args: argparse.Namespace) -> int:
         report = record_demos(
             args.suite, args.episodes, args.out, image_size=args.image_size, seed=args.seed, start=args.start,
             wrist_camera=not args.no_wrist, workers=args.workers, step_noise=args.step_noise,
-            random_start=not args.home_start, on_episode=progress,
+            random_start=not args.home_start, handover=handover, on_episode=progress,
         )  # fmt: skip
     print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")
     return 0

@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     dist = init_distributed(torch.distributed.is_torchelastic_launched())
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     weights = cfg.weights or (1.0,) * len(cfg.datasets)
+    like = cfg.normalize_like or ("",) * len(cfg.datasets)
     mixture = Mixture.build(
-        [DatasetSpec(path, weight) for path, weight in zip(cfg.datasets, weights)],
+        [DatasetSpec(path, weight, normalize_like=other or None) for path, weight, other in zip(cfg.datasets, weights, like)],
         cleaning=CleaningConfig(drop_outliers=cfg.drop_outliers, outlier_k=cfg.outlier_k),
         val_fraction=cfg.val_fraction, seed=cfg.seed, cache_dir=Path(cfg.run_dir) / "cache",
     )

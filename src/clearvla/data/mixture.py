@@ -28,13 +28,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset of a mixture. `name` overrides the dataset's own name (its norm_stats key)."""
+    """One dataset of a mixture. `name` overrides the dataset's own name (its norm_stats key). `normalize_like`
+    names another dataset of the mixture whose statistics normalise this one's actions and state (the same robot
+    and action space, e.g. handover recordings beside the demonstrations); it then adds no norm_stats key."""
 
     path: str | Path
     weight: float = 1.0
     name: str | None = None
     format: str = "auto"
     standardize: str | None = "auto"
+    normalize_like: str | None = None
 
 
 def sampling_probabilities(weights: Sequence[float], sizes: Sequence[int], balance: bool) -> np.ndarray:
@@ -68,10 +71,16 @@ class MixtureMember:
     probability: float
     train: np.ndarray
     val: np.ndarray
+    normalize_like: str | None = None
 
     @property
     def name(self) -> str:
         return self.index.name
+
+    @property
+    def stats_key(self) -> str:
+        """The norm_stats key that normalises this dataset."""
+        return self.normalize_like or self.name
 
 
 class Mixture:
@@ -81,8 +90,13 @@ class Mixture:
         names = [m.name for m in members]
         if len(set(names)) != len(names):
             raise ConfigError(f"dataset names in a mixture must be unique (they key norm_stats), got {names}")
+        own = {m.name for m in members if m.normalize_like is None}
+        for m in members:
+            if m.normalize_like is not None and m.normalize_like not in own:
+                raise ConfigError(f"dataset {m.name!r}: normalize_like {m.normalize_like!r} is not a dataset of this "
+                                  f"mixture with its own statistics (those are: {', '.join(sorted(own))})")
         self.members = members
-        self.action_stats = {m.name: action_norm_stats(self.norm_stats, m.name) for m in members}
+        self.action_stats = {m.name: action_norm_stats(self.norm_stats, m.stats_key) for m in members}
 
     @classmethod
     def build(
@@ -119,19 +133,21 @@ class Mixture:
         members = []
         for (spec, source, index), p in zip(opened, probabilities):
             train, val = split_episodes(len(index.episodes), val_fraction, seed, index.name)
-            members.append(MixtureMember(source, index, spec.weight, float(p), train, val))
+            members.append(MixtureMember(source, index, spec.weight, float(p), train, val, spec.normalize_like))
             log.info("%s: %d episodes (%d val), %d transitions, p=%.4f",
                      index.name, len(index.episodes), len(val), index.num_transitions, p)
         return cls(members)
 
     def proprio_stats(self, name: str) -> NormStats:
-        """The NormStats that normalise dataset `name`'s robot state (its own statistics, as for actions)."""
-        return action_norm_stats(self.norm_stats, name, "proprio")
+        """The NormStats that normalise dataset `name`'s robot state (the statistics its actions use)."""
+        member = next(m for m in self.members if m.name == name)
+        return action_norm_stats(self.norm_stats, member.stats_key, "proprio")
 
     @property
     def norm_stats(self) -> dict[str, Any]:
-        """{dataset_name: statistics}: OpenVLA's `norm_stats` / dataset_statistics.json content."""
-        return {m.name: m.index.statistics for m in self.members}
+        """{dataset_name: statistics} of the datasets with their own statistics: OpenVLA's `norm_stats` /
+        dataset_statistics.json content."""
+        return {m.name: m.index.statistics for m in self.members if m.normalize_like is None}
 
     @property
     def reports(self) -> list[CleaningReport]:

@@ -194,11 +194,18 @@ class ScriptedExpert:
     # -- tasks ---------------------------------------------------------------------------------------------------
 
     def _episode(self) -> Actions:
+        """The task from the current state: a part already in the jaws (another policy's grasp, before a
+        handover) is lifted and carried on, not dropped and grasped again."""
         task = self.env.setup.task  # type: ignore[union-attr]
         if task.task == "push":
             return (yield from self._push(task.obj, task.direction))
+        held = self._world.held(task.obj)
         for _ in range(3):
-            if not (yield from self._grasp_retrying(task.obj)):
+            if held:
+                lift_to = self._world.arm.target_pos + [0, 0, 0.06]
+                yield from self._move(lambda: lift_to, None, 0.0, tol=0.01, limit=10)
+                held = False
+            elif not (yield from self._grasp_retrying(task.obj)):
                 return False
             if task.task == "pick":
                 return True

@@ -12,7 +12,8 @@ from clearvla.errors import ConfigError
 from clearvla.sim import suites
 from clearvla.sim.env import ATTENTION_RESOLUTION, WorkcellEnv
 from clearvla.sim.expert import MAX_STEP_NOISE, ScriptedExpert
-from clearvla.sim.rollout import run_episode
+from clearvla.sim.handover import Handover, HandoverPolicy
+from clearvla.sim.rollout import Policy, run_episode
 from clearvla.workers import stream_workers
 
 log = logging.getLogger(__name__)
@@ -39,21 +40,34 @@ class _Player:
     seed: int
     step_noise: float | None
     random_start: bool
+    handover: Handover | None = None
 
     def play(self, indices: Iterable[int]) -> Iterator[tuple[int, Episode | None]]:
-        """(suite index, the episode if the expert succeeded else None) for each index, in order."""
+        """(suite index, the episode if the expert succeeded else None) for each index, in order. With a
+        handover, the episode is the expert's part only, and None also when the first policy finished alone."""
         specs = suites.episodes(self.suite)
         env = WorkcellEnv(self.suite, image_size=self.image_size, wrist_camera=self.wrist_camera,
                           control_hz=self.control_hz, attention_masks=self.image_size % ATTENTION_RESOLUTION == 0,
                           random_start=self.random_start)
         expert = ScriptedExpert(env, seed=self.seed, step_noise=self.step_noise)
+        policy: Policy = expert
+        if self.handover is not None:
+            cameras = ("image", "wrist_image") if self.wrist_camera else ("image",)
+            policy = HandoverPolicy(self.handover.load_policy(cameras), expert, self.handover)
         try:
             for index in indices:
-                rollout = run_episode(env, expert, specs[index])
-                if not rollout.success:
-                    log.warning("expert failed %s episode %d (%s); skipped", self.suite, index, specs[index].task)
+                rollout = run_episode(env, policy, specs[index])
                 meta = {"expert_seed": self.seed, "expert_step_noise": expert.style.noise, "image_size": self.image_size,
                         "random_start": self.random_start}
+                if isinstance(policy, HandoverPolicy):
+                    rollout = rollout.since(policy.handover_step or 0)
+                    meta.update(handover_step=policy.handover_step, handover_checkpoint=self.handover.checkpoint)  # type: ignore[union-attr]
+                if not len(rollout):
+                    log.info("%s episode %d: the first policy finished before the handover; skipped", self.suite, index)
+                    yield index, None
+                    continue
+                if not rollout.success:
+                    log.warning("expert failed %s episode %d (%s); skipped", self.suite, index, specs[index].task)
                 yield index, rollout.to_episode(meta) if rollout.success else None
         finally:
             env.close()
@@ -94,6 +108,7 @@ def record_demos(
     workers: int = 1,
     step_noise: float | None = None,
     random_start: bool = True,
+    handover: Handover | None = None,
     on_episode: Callable[[bool], None] | None = None,
 ) -> RecordReport:
     """Run the expert on `suite` episodes start, start+1, ... and write the first `episodes` successful ones to
@@ -101,7 +116,8 @@ def record_demos(
     Image sizes divisible by 32 also record per-camera attention masks (where the object the arm heads for shows).
     `workers` > 1 plays episodes in that many processes; the dataset is the same as with one. `step_noise` (m)
     sets the expert's per-step translation noise (`ScriptedExpert`; default 1.5 mm). `random_start=False` starts
-    every episode's arm at the home posture."""
+    every episode's arm at the home posture. With `handover`, a checkpoint acts first and the expert finishes from
+    where it left the arm; only the expert's part is written (`clearvla.sim.handover`)."""
     from clearvla.data.formats.lerobot import LeRobotWriter  # pyarrow and video deps only when recording
 
     specs = suites.episodes(suite)
@@ -115,7 +131,7 @@ def record_demos(
         raise ConfigError(f"recording needs an integer control rate (dataset fps), got {control_hz}")
     if step_noise is not None and not 0.0 <= step_noise <= MAX_STEP_NOISE:
         raise ConfigError(f"--step-noise must be in 0..{MAX_STEP_NOISE} m, got {step_noise}")
-    player = _Player(suite, image_size, wrist_camera, control_hz, seed, step_noise, random_start)
+    player = _Player(suite, image_size, wrist_camera, control_hz, seed, step_noise, random_start, handover)
     played = player.play(range(start, len(specs))) if workers == 1 else _play_parallel(player, start, len(specs), workers)
     written = attempted = 0
     try:

@@ -42,6 +42,15 @@ class Rollout:
     def __len__(self) -> int:
         return len(self.actions)
 
+    def since(self, step: int) -> "Rollout":
+        """The same episode from step `step` on (observations, actions and masks of the earlier steps dropped)."""
+        return Rollout(
+            spec=self.spec, instruction=self.instruction, task=self.task,
+            images={k: v[step:] for k, v in self.images.items()}, proprio=self.proprio[step:],
+            actions=self.actions[step:], attention={k: v[step:] for k, v in self.attention.items()},
+            success=self.success, final_info=self.final_info,
+        )
+
     def to_episode(self, metadata: dict[str, Any] | None = None) -> Episode:
         """As a clearvla `Episode` (camera names "image" and "wrist_image", dataset "clearvla_workcell")."""
         n = len(self.actions)
