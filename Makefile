@@ -49,19 +49,24 @@ bench: install
 	  case $$f in */common.py) continue;; */clarify.py|*/finetune_modes.py|*/input_ablation.py) echo "== $$f needs arguments: see its docstring"; continue;; esac; \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
-# Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> evaluation.
-# Stages 1-2 learn on home-start episodes, stages 3-4 on random starts (configs/default_model_stage3.yaml says why).
+# Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> a handover (DAgger)
+# round -> evaluation. Stages 1-2 learn on home-start episodes, stages 3-4 on random starts
+# (configs/default_model_stage3.yaml says why); in the handover round stage 4 acts first and the expert finishes.
 HOME_DEMOS := runs/data/workcell_train_3k_home
 DEMOS      := runs/data/workcell_train_3k
-RECORD     := $(VENV)/bin/clearvla sim record --suite train --episodes 3000 --image-size 128 --seed 0 --workers 2
+HANDOVER   := runs/data/workcell_handover_1500
+RECORD     := $(VENV)/bin/clearvla sim record --suite train --image-size 128 --seed 0 --workers 2
 default-model: install
-	test -d $(HOME_DEMOS) || $(RECORD) --out $(HOME_DEMOS) --home-start
-	test -d $(DEMOS) || $(RECORD) --out $(DEMOS) --step-noise 0.004
+	test -d $(HOME_DEMOS) || $(RECORD) --episodes 3000 --out $(HOME_DEMOS) --home-start
+	test -d $(DEMOS) || $(RECORD) --episodes 3000 --out $(DEMOS) --step-noise 0.004
 	$(VENV)/bin/clearvla train --config configs/workcell_chunk.yaml --datasets $(HOME_DEMOS) --run-dir runs/default_model_stage1 --resume
 	$(VENV)/bin/clearvla train --config configs/default_model_stage2.yaml --resume
 	$(VENV)/bin/clearvla train --config configs/default_model_stage3.yaml --resume
 	$(VENV)/bin/clearvla train --config configs/default_model.yaml --resume
-	$(PY) scripts/ship_default_model.py runs/default_model --start 4000
+	test -d $(HANDOVER) || $(RECORD) --episodes 1500 --out $(HANDOVER) --step-noise 0.004 \
+	  --handover runs/default_model/checkpoints/step-00008000/model
+	$(VENV)/bin/clearvla train --config configs/default_model_handover.yaml --resume
+	$(PY) scripts/ship_default_model.py runs/default_model_handover --start 4000 --episodes-train 200
 
 clean:
 	rm -rf $(VENV) $(LIBERO_VENV) .pytest_cache runs

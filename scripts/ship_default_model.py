@@ -1,5 +1,7 @@
 """Ship a trained run as clearvla's default model: copy its final checkpoint into the package, evaluate it
-on every suite, and write the model card (data, steps, time, scores) beside the weights.
+on every suite, and write the model card (data, steps, time, scores) beside the weights. Stages are followed back
+through each run's `init`; a chain that starts from a shipped model (the previous default) carries its card's
+stages, recordings and time over.
 
 usage: python scripts/ship_default_model.py RUN_DIR [--episodes-train 50] [--episodes-heldout 30] [--start 0]
        [--execute K] [--center-crop]
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -46,7 +49,28 @@ def stages(run: Path) -> list[tuple[Path, float, dict, list[dict]]]:
         run = init.parents[2]
 
 
-def record_command(dataset: Path) -> str:
+def inherited(chain: list[tuple[Path, float, dict, list[dict]]]) -> tuple[list[str], list[str], float]:
+    """(stage lines, recording commands, minutes) carried over from the model card of the checkpoint the first
+    stage started from, when that is a shipped model (e.g. the previous default) rather than a preset or a run."""
+    card = Path(chain[0][2]["init"]) / "README.md"
+    if not card.is_file():
+        return [], [], 0.0
+    text = card.read_text()
+    data = re.search(r"^- \*\*Data\*\*: .*$", text, re.M)
+    training = re.search(r"^- \*\*Training\*\*: (.*?)(?=^- )", text, re.M | re.S)
+    lines = re.findall(r"^- \*\*Stage \d+\*\* .*$", text, re.M)
+    if training is None or not lines:
+        raise SystemExit(f"{card}: not a clearvla model card with Training and Stage lines")
+    steps = re.search(r"(\d+) steps ×", training.group(1)).group(1)  # type: ignore[union-attr]
+    lr = re.search(r"lr ([0-9.e-]+)", training.group(1)).group(1)  # type: ignore[union-attr]
+    # The card's own stage ("this model: ... as above") gets its steps and lr spelled out.
+    lines[-1] = re.sub(r", this model: fine-tuned from stage (\d+), as above\.$",
+                       rf": {steps} steps from stage \1, lr {lr}.", lines[-1])
+    minutes = float(re.search(r"about (\d+) min", training.group(1)).group(1))  # type: ignore[union-attr]
+    return lines, re.findall(r"`(clearvla sim record [^`]*)`", data.group(0)) if data else [], minutes
+
+
+def record_command(dataset: Path, shipped_as: str = "the shipped default model") -> str:
     """The `clearvla sim record` command that made a dataset, from its episode count, episode metadata and the
     arm's first pose (the home posture, or a random start)."""
     import pyarrow.parquet as pq
@@ -60,6 +84,13 @@ def record_command(dataset: Path) -> str:
     home = np.allclose(np.asarray(first_state.as_py())[7:], HOME_QPOS, atol=1e-3)  # joints of episode 0's first frame
     options += " --home-start" if home else ""
     options += "" if "observation.images.wrist_image" in info["features"] else " --no-wrist"
+    options += f" --start {meta['index']}" if meta["index"] else ""  # skipped episodes before it write nothing
+    if "handover_checkpoint" in meta:
+        window = meta.get("handover_window", [0.0, 0.5])
+        checkpoint = meta["handover_checkpoint"]
+        # The package's default model is replaced by shipping, so name the weights it held when recording.
+        options += f" --handover {f'<{shipped_as}>' if Path(checkpoint).resolve() == DEFAULT_MODEL.resolve() else checkpoint}"
+        options += "" if window == [0.0, 0.5] else f" --handover-window {window[0]:g} {window[1]:g}"
     return (f"clearvla sim record --suite {meta['suite']} --episodes {info['total_episodes']} --out {dataset} --image-size {meta['image_size']}"
             f" --seed {meta['expert_seed']}{options}")
 
@@ -84,16 +115,20 @@ def main() -> None:
     final = sorted((args.run / "checkpoints").glob("step-*"))[-1] / "model"
     chain = stages(args.run)
     _, _, config, history = chain[-1]
-    seconds = sum(stage[1] for stage in chain)
-    earlier = "".join(
-        f"\n- **Stage {i + 1}** ({run}): {rows[-1]['step']} steps {'from scratch' if i == 0 else f'from stage {i}'}"
+    before, before_recordings, before_minutes = inherited(chain)
+    seconds = sum(stage[1] for stage in chain) + 60 * before_minutes
+    n_stages = len(before) + len(chain)
+    earlier = "".join(f"\n{line}" for line in before) + "".join(
+        f"\n- **Stage {len(before) + i + 1}** ({run}): {rows[-1]['step']} steps"
+        f" {f'from stage {len(before) + i}' if before or i else 'from scratch'}"
         f" on {', '.join(c['datasets'])}, {state_entries(c)}, lr {c['lr']}."
         for i, (run, _, c, rows) in enumerate(chain[:-1])
     )
     if earlier:
-        earlier += f"\n- **Stage {len(chain)}** ({args.run}), this model: fine-tuned from stage {len(chain) - 1}, as above."
+        earlier += f"\n- **Stage {n_stages}** ({args.run}), this model: fine-tuned from stage {n_stages - 1}, as above."
     datasets = dict.fromkeys(d for _, _, c, _ in chain for d in c["datasets"])
-    recordings = "; ".join(f"`{record_command(Path(d))}`" for d in datasets)
+    recordings = "; ".join(f"`{command}`" for command in dict.fromkeys(
+        [*before_recordings, *(record_command(Path(d), f"stage {len(before)}, the previous default model") for d in datasets)]))
 
     staging = Path(tempfile.mkdtemp(prefix=".default_model-", dir=DEFAULT_MODEL.parent))
     shutil.copytree(final, staging, dirs_exist_ok=True)
@@ -137,8 +172,8 @@ The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fuse
 - **Output**: {output}.
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}
   ({config['schedule']}, {config['warmup_steps']} warmup), seed {config['seed']}; about {seconds / 60:.0f} min on a
-  2-core CPU ({f'all {len(chain)} stages' if len(chain) > 1 else 'one stage'}). Final train loss {last['loss']:.3f}, {fit}.{earlier}{patch}{binding}{focus}
-- **Reproduce**: `make default-model` (record → `clearvla train`{f' × {len(chain)} stages' if len(chain) > 1 else ''} → this card).
+  2-core CPU ({f'all {n_stages} stages' if n_stages > 1 else 'one stage'}). Final train loss {last['loss']:.3f}, {fit}.{earlier}{patch}{binding}{focus}
+- **Reproduce**: `make default-model` (record → `clearvla train`{f' × {n_stages} stages' if n_stages > 1 else ''} → this card).
 - **Size**: {size_mb:.1f} MB on disk (float32 safetensors).
 - **Un-normalisation key**: `{next(iter(json.loads((staging / 'dataset_statistics.json').read_text())))}`.
 

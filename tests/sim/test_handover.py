@@ -95,6 +95,7 @@ def test_record_writes_the_experts_part_after_a_checkpoints_steps(checkpoint, tm
         limit = STEP_LIMITS[ep.metadata["task"]]
         assert int(0.3 * limit) <= ep.metadata["handover_step"] <= int(0.4 * limit)
         assert len(ep) + ep.metadata["handover_step"] <= limit and ep.metadata["success"]
+        assert ep.metadata["handover_window"] == [0.3, 0.4]
     assert not np.array_equal(late[0].proprio[0], expert[0].proprio[0])  # starts where the checkpoint left the arm
 
 
