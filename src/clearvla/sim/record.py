@@ -61,8 +61,8 @@ class _Player:
                         "random_start": self.random_start}
                 if isinstance(policy, HandoverPolicy):
                     rollout = rollout.since(policy.handover_step or 0)
-                    meta.update(handover_step=policy.handover_step, handover_checkpoint=self.handover.checkpoint,  # type: ignore[union-attr]
-                                handover_window=[self.handover.first, self.handover.last])  # type: ignore[union-attr]
+                    meta.update(handover_step=policy.handover_step, handover_checkpoint=policy.handover.checkpoint,
+                                handover_window=[policy.handover.first, policy.handover.last])
                 if not len(rollout):
                     log.info("%s episode %d: the first policy finished before the handover; skipped", self.suite, index)
                     yield index, None
