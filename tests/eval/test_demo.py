@@ -20,4 +20,7 @@ def test_demo_runs_every_suite_and_writes_videos_and_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| train | 1 |" in out and "| ambiguous | 1 |" in out
     assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
-    assert [s["suite"] for s in json.loads((tmp_path / "report.json").read_text())["suites"]] == ["train", "ambiguous"]
+    suites = json.loads((tmp_path / "report.json").read_text())["suites"]
+    assert [s["suite"] for s in suites] == ["train", "ambiguous"]
+    failed = [r for s in suites for r in s["results"] if not r["success"]]
+    assert all(r["failure"] for r in failed) and ("(failures: " in out) == bool(failed)

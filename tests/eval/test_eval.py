@@ -9,6 +9,7 @@ from clearvla.eval.report import EpisodeResult, SuiteReport
 from clearvla.eval.rollout import evaluate_suite
 from clearvla.eval.stats import exact_mcnemar, wilson_interval
 from clearvla.models.vla import VLA
+from clearvla.sim.failure import FAILURE_MODES
 
 STATS = {"workcell": {"action": {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0], "mask": [True] * 6 + [False]}}}
 
@@ -30,14 +31,18 @@ def test_exact_mcnemar_known_values():
 def test_report_summarises_per_task_with_intervals():
     report = SuiteReport("ckpt", "train", [
         EpisodeResult("train", 0, "pick", "pick up the red block", True, 12),
-        EpisodeResult("train", 1, "pick", "pick up the blue block", False, 60, "videos/x.mp4"),
+        EpisodeResult("train", 1, "pick", "pick up the blue block", False, 60, "videos/x.mp4", "wrong_part"),
         EpisodeResult("train", 2, "push", "push the nut left", True, 20),
+        EpisodeResult("train", 3, "push", "push the bolt left", False, 60, None, "short_push"),
     ])
     s = report.summary()
-    assert s["successes"] == 2 and s["episodes"] == 3 and s["per_task"]["pick"]["success_rate"] == 0.5
-    assert s["ci95"] == list(wilson_interval(2, 3))
+    assert s["successes"] == 2 and s["episodes"] == 4 and s["per_task"]["pick"]["success_rate"] == 0.5
+    assert s["ci95"] == list(wilson_interval(2, 4))
+    assert s["failure_modes"] == {"short_push": 1, "wrong_part": 1} and s["per_task"]["pick"]["failure_modes"] == {"wrong_part": 1}
     md = report.markdown()
     assert "| pick | 2 | 50.0% |" in md and "[video](videos/x.mp4)" in md
+    assert "| failures by mode | wrong_part | short_push |" in md and "| push | 0 | 1 |" in md and "| all | 1 | 1 |" in md
+    assert '#1 pick: "pick up the blue block" — wrong_part' in md
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,11 @@ def test_eval_cli_runs_episodes_in_worker_processes_and_writes_reports(checkpoin
     report = json.loads((tmp_path / "report.json").read_text())["suites"][0]
     assert report["episodes"] == 2 and [r["index"] for r in report["results"]] == [0, 1]
     assert len(list((tmp_path / "videos").glob("train_000*.mp4"))) == 2
-    assert "| train | 2 |" in capsys.readouterr().out
+    # Every failure is named (a random model fails both), in the report, the console and the video's file name.
+    assert all(r["failure"] in FAILURE_MODES for r in report["results"] if not r["success"])
+    assert all(f"failure_{r['failure']}.mp4" in r["video"] for r in report["results"] if not r["success"])
+    out = capsys.readouterr().out
+    assert "| train | 2 |" in out and ("train failures: " in out) == (report["successes"] < 2)
     assert (tmp_path / "report.md").read_text().startswith("# Evaluation of")
     # Results do not depend on how episodes are spread over workers.
     alone = evaluate_suite(checkpoint, "train", 1, workers=1, videos="none").episodes[0]

@@ -37,7 +37,7 @@ def run_interactive(args: argparse.Namespace, checkpoint: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from clearvla.assets import default_model_dir
-    from clearvla.eval.report import summary_table, write_reports
+    from clearvla.eval.report import failure_counts, summary_table, write_reports
     from clearvla.eval.rollout import evaluate_suite
 
     checkpoint = args.checkpoint or default_model_dir()
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     for suite in args.suites:
         report = evaluate_suite(checkpoint, suite, args.episodes, workers=args.workers, out_dir=args.out, videos="all")
         s = report.summary()
-        print(f"  {suite:10} {s['successes']}/{s['episodes']} in {report.seconds:.0f}s")
+        failures = failure_counts(report)
+        print(f"  {suite:10} {s['successes']}/{s['episodes']} in {report.seconds:.0f}s" + (f"  (failures: {failures})" if failures else ""))
         reports.append(report)
     write_reports(reports, args.out)
     print("\n" + summary_table(reports))

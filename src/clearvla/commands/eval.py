@@ -9,7 +9,7 @@ from typing import Any, Callable
 from clearvla.commands.predict import add_inference_options
 from clearvla.errors import CheckpointError, ConfigError
 from clearvla.eval.libero import BENCHMARKS, TRIALS_PER_TASK, check_benchmark, episode_plan, evaluate_benchmark
-from clearvla.eval.report import EpisodeResult, summary_table, write_reports
+from clearvla.eval.report import EpisodeResult, failure_counts, summary_table, write_reports
 
 EPISODES = 50  # --episodes default (our suites)
 
@@ -112,5 +112,8 @@ def run(args: argparse.Namespace) -> int:
                                               on_episode=_ticker(bar), server=args.server, token=args.token, **common))
     json_path, md_path = write_reports(reports, out)
     print(summary_table(reports))
+    for report in reports:
+        if failure_counts(report):
+            print(f"{report.suite} failures: {failure_counts(report)}")
     print(f"\nreports: {json_path}, {md_path}" + (f"; failure videos in {out / 'videos'}" if args.videos != "none" else ""))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ class EpisodeResult:
     success: bool
     steps: int
     video: str | None = None
+    failure: str | None = None  # a key of clearvla.sim.failure.FAILURE_MODES; None for successes and for LIBERO
 
 
 @dataclass
@@ -34,7 +36,9 @@ class SuiteReport:
     def _summary(results: list[EpisodeResult]) -> dict[str, Any]:
         wins = sum(r.success for r in results)
         lo, hi = wilson_interval(wins, len(results))
-        return {"episodes": len(results), "successes": wins, "success_rate": wins / max(len(results), 1), "ci95": [lo, hi]}
+        modes = Counter(r.failure for r in results if r.failure is not None)
+        return {"episodes": len(results), "successes": wins, "success_rate": wins / max(len(results), 1), "ci95": [lo, hi],
+                "failure_modes": dict(sorted(modes.items()))}
 
     def summary(self) -> dict[str, Any]:
         tasks = sorted({r.task for r in self.episodes})
@@ -52,15 +56,36 @@ class SuiteReport:
         lines = [f"### `{self.suite}`: {_pct(s)}", "", "| task | episodes | success | 95% CI |", "|---|---|---|---|"]
         for task, t in s["per_task"].items():
             lines.append(f"| {task} | {t['episodes']} | {t['success_rate']:.1%} | {t['ci95'][0]:.1%}–{t['ci95'][1]:.1%} |")
+        if s["failure_modes"]:
+            lines += ["", *_failure_table(s)]
         failures = [r for r in self.episodes if not r.success]
         if failures:
             lines += ["", "Failures:", ""]
-            lines += [f"- #{r.index} {r.task}: \"{r.instruction}\"" + (f" ([video]({r.video}))" if r.video else "") for r in failures]
+            lines += [f"- #{r.index} {r.task}: \"{r.instruction}\"" + (f" — {r.failure}" if r.failure else "")
+                      + (f" ([video]({r.video}))" if r.video else "") for r in failures]
         return "\n".join(lines)
+
+
+def _failure_table(summary: dict[str, Any]) -> list[str]:
+    """Markdown: failed episodes per task and failure mode, then what each mode means."""
+    from clearvla.sim.failure import FAILURE_MODES
+
+    modes = [m for m in FAILURE_MODES if m in summary["failure_modes"]]
+    lines = ["| failures by mode | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    for task, t in [*summary["per_task"].items(), ("all", summary)]:
+        lines.append(f"| {task} | " + " | ".join(str(t["failure_modes"].get(m, 0)) for m in modes) + " |")
+    return lines + ["", *(f"- `{m}`: {FAILURE_MODES[m]}" for m in modes)]
 
 
 def _pct(s: dict[str, Any]) -> str:
     return f"{s['success_rate']:.1%} ({s['successes']}/{s['episodes']}, 95% CI {s['ci95'][0]:.1%}–{s['ci95'][1]:.1%})"
+
+
+def failure_counts(report: SuiteReport) -> str:
+    """One line of failure modes and their counts, most frequent first (e.g. "wrong_part 3, no_grasp 1"); "" when
+    no failure has a mode."""
+    modes = sorted(report.summary()["failure_modes"].items(), key=lambda item: -item[1])
+    return ", ".join(f"{mode} {n}" for mode, n in modes)
 
 
 def summary_table(reports: list[SuiteReport]) -> str:

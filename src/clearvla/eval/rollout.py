@@ -78,6 +78,7 @@ def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = Non
     """Play `job.indices` of `job.suite` with the checkpoint (or through the server); write videos as asked."""
     from clearvla.sim import suites
     from clearvla.sim.env import WorkcellEnv
+    from clearvla.sim.failure import GripperTrace
     from clearvla.sim.rollout import run_episode
     from clearvla.sim.video import write_video
 
@@ -89,19 +90,24 @@ def run_job(job: EvalJob, progress: Callable[[EpisodeResult], None] | None = Non
             spec = suites.episode(job.suite, index)
             frames: list[np.ndarray] = []
             capture = job.videos != "none" and job.video_dir is not None
+            trace = GripperTrace()
 
             def on_step(obs: dict, info: dict) -> None:
+                assert env.world is not None  # on_step runs after reset
+                trace.observe(env.world)
                 if capture:
                     frames.append(overlay(obs["image"], info["instruction"], policy.last_action))
 
             rollout = run_episode(env, policy, spec, record=False, on_step=on_step)
+            assert env.setup is not None
+            failure = trace.failure_mode(env.setup.task, rollout.success)
             video = None
-            if capture and (job.videos == "all" or not rollout.success):
-                outcome = "success" if rollout.success else "failure"
+            if capture and (job.videos == "all" or failure is not None):
+                outcome = "success" if failure is None else f"failure_{failure}"
                 path = Path(job.video_dir) / f"{job.suite}_{index:04d}_{spec.task}_{outcome}.mp4"
                 video = str(write_video(frames, path, fps=10))
             result = EpisodeResult(job.suite, index, spec.task, rollout.instruction, rollout.success,
-                                   int(rollout.final_info["step"]), video)
+                                   int(rollout.final_info["step"]), video, failure)
             results.append(result)
             if progress is not None:
                 progress(result)
