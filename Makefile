@@ -50,11 +50,13 @@ bench: install
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> a handover (DAgger)
-# round -> evaluation. Stages 1-2 learn on home-start episodes, stages 3-4 on random starts
-# (configs/default_model_stage3.yaml says why); in the handover round stage 4 acts first and the expert finishes.
+# round (stage 5) -> stage 5 acts first in new scenes -> stage 6 on all of it -> evaluation. Stages 1-2 learn on
+# home-start episodes, stages 3-4 on random starts (configs/default_model_stage3.yaml says why); in a handover
+# recording the model acts first and the expert finishes.
 HOME_DEMOS := runs/data/workcell_train_3k_home
 DEMOS      := runs/data/workcell_train_3k
 HANDOVER   := runs/data/workcell_handover_1500
+HANDOVER2  := runs/data/workcell_handover2_1500
 RECORD     := $(VENV)/bin/clearvla sim record --suite train --image-size 128 --seed 0 --workers 2
 default-model: install
 	test -d $(HOME_DEMOS) || $(RECORD) --episodes 3000 --out $(HOME_DEMOS) --home-start
@@ -66,7 +68,10 @@ default-model: install
 	test -d $(HANDOVER) || $(RECORD) --episodes 1500 --out $(HANDOVER) --step-noise 0.004 \
 	  --handover runs/default_model/checkpoints/step-00008000/model
 	$(VENV)/bin/clearvla train --config configs/default_model_handover.yaml --resume
-	$(PY) scripts/ship_default_model.py runs/default_model_handover --start 4000 --episodes-train 200
+	test -d $(HANDOVER2) || $(RECORD) --episodes 1500 --out $(HANDOVER2) --start 1700 --step-noise 0.004 \
+	  --handover runs/default_model_handover/checkpoints/step-00008000/model
+	$(VENV)/bin/clearvla train --config configs/default_model_stage6.yaml --resume
+	$(PY) scripts/ship_default_model.py runs/default_model_stage6 --start 4000 --episodes-train 200
 
 clean:
 	rm -rf $(VENV) $(LIBERO_VENV) .pytest_cache runs

@@ -51,11 +51,15 @@ def stages(run: Path) -> list[tuple[Path, float, dict, list[dict]]]:
 
 def inherited(chain: list[tuple[Path, float, dict, list[dict]]]) -> tuple[list[str], list[str], float]:
     """(stage lines, recording commands, minutes) carried over from the model card of the checkpoint the first
-    stage started from, when that is a shipped model (e.g. the previous default) rather than a preset or a run."""
+    stage started from, when that is a shipped model (e.g. the previous default) rather than a preset or a run.
+    Leading runs the card already names (the run that made the shipped model, when this chain continues it) are
+    removed from `chain`: the card counts them."""
     card = Path(chain[0][2]["init"]) / "README.md"
     if not card.is_file():
         return [], [], 0.0
     text = card.read_text()
+    while len(chain) > 1 and f"({chain[0][0]})" in text:
+        del chain[0]
     data = re.search(r"^- \*\*Data\*\*: .*$", text, re.M)
     training = re.search(r"^- \*\*Training\*\*: (.*?)(?=^- )", text, re.M | re.S)
     lines = re.findall(r"^- \*\*Stage \d+\*\* .*$", text, re.M)
@@ -127,8 +131,11 @@ def main() -> None:
     if earlier:
         earlier += f"\n- **Stage {n_stages}** ({args.run}), this model: fine-tuned from stage {n_stages - 1}, as above."
     datasets = dict.fromkeys(d for _, _, c, _ in chain for d in c["datasets"])
-    recordings = "; ".join(f"`{command}`" for command in dict.fromkeys(
-        [*before_recordings, *(record_command(Path(d), f"stage {len(before)}, the previous default model") for d in datasets)]))
+    # One command per dataset; the card's own commands win (it knew which model a handover recording started from).
+    commands = {re.search(r"--out (\S+)", c).group(1): c for c in before_recordings}  # type: ignore[union-attr]
+    for d in datasets:
+        commands.setdefault(d, record_command(Path(d), f"stage {len(before)}, the previous default model"))
+    recordings = "; ".join(f"`{command}`" for command in commands.values())
 
     staging = Path(tempfile.mkdtemp(prefix=".default_model-", dir=DEFAULT_MODEL.parent))
     shutil.copytree(final, staging, dirs_exist_ok=True)
