@@ -4,8 +4,8 @@ Call `GripperTrace.observe(world)` after reset and after every step; `failure_mo
 the first mode of `FAILURE_MODES` that fits (None for a success). The modes separate grounding errors (the arm
 went for the wrong part) from control errors (it found the part but fumbled it), which success rates alone hide.
 The part the arm went for is the first movable object the grip site comes down at: within REACH of its footprint
-circle in the table plane and at most ABOVE_TOP over its top face (every grasp and push of the scripted expert does so at its
-own part; parts stand at least `sampling.GAP` apart).
+circle in the table plane and at most ABOVE_TOP over its top face (every grasp and push of the scripted expert
+does so at its own part; parts stand at least `sampling.GAP` apart).
 """
 
 from __future__ import annotations
