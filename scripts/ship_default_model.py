@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from clearvla.assets import DEFAULT_MODEL
-from clearvla.eval.report import write_reports
+from clearvla.eval.report import failure_counts, write_reports
 from clearvla.models.checkpoint import publish_permissions
 from clearvla.eval.rollout import evaluate_suite
 from clearvla.sim.arm import HOME_QPOS
@@ -147,6 +147,7 @@ def main() -> None:
         f"| {r.suite} | {s['episodes']} | {s['success_rate']:.1%} | {s['ci95'][0]:.1%}–{s['ci95'][1]:.1%} |"
         for r, s in ((r, r.summary()) for r in reports)
     )
+    modes = "; ".join(f"{r.suite}: {failure_counts(r)}" for r in reports if failure_counts(r))
     size_mb = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) / 2**20
     last = history[-1]
     evaluation = (f"`clearvla eval --suite SUITE --episodes N{f' --execute {args.execute}' if args.execute else ''}"
@@ -192,7 +193,8 @@ Measured as {evaluation}.
 |---|---|---|---|
 {rows}
 
-Only `train` is in distribution; the held-out suites are reported, not targeted.
+Only `train` is in distribution; the held-out suites are reported, not targeted. Failure modes (`clearvla.sim.failure`;
+`wrong_part` is a grounding error): {modes}.
 """)
     publish_permissions(staging)
     if DEFAULT_MODEL.exists():
