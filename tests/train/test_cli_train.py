@@ -149,3 +149,15 @@ def test_a_second_dataset_normalised_like_the_first_adds_no_key(dataset, tmp_pat
     assert set(model.norm_stats) == {"pushes"}  # predict and eval need no --unnorm-key
     with pytest.raises(ConfigError, match="normalize_like entries"):
         TrainConfig(datasets=(str(dataset), str(more)), normalize_like=("",))
+
+
+def test_help_into_a_closed_pipe_stops_quietly():
+    """`clearvla train --help | head` must not end in a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-m", "clearvla.cli", "train", "--help"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader is gone before the help is written (start-up takes over a second)
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
