@@ -147,7 +147,7 @@ def main() -> None:
         f"| {r.suite} | {s['episodes']} | {s['success_rate']:.1%} | {s['ci95'][0]:.1%}–{s['ci95'][1]:.1%} |"
         for r, s in ((r, r.summary()) for r in reports)
     )
-    modes = "; ".join(f"{r.suite}: {failure_counts(r)}" for r in reports if failure_counts(r))
+    modes = "; ".join(f"{r.suite}: {counts}" for r in reports if (counts := failure_counts(r)))
     size_mb = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) / 2**20
     last = history[-1]
     evaluation = (f"`clearvla eval --suite SUITE --episodes N{f' --execute {args.execute}' if args.execute else ''}"

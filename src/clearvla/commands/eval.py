@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     json_path, md_path = write_reports(reports, out)
     print(summary_table(reports))
     for report in reports:
-        if failure_counts(report):
-            print(f"{report.suite} failures: {failure_counts(report)}")
+        failures = failure_counts(report)
+        if failures:
+            print(f"{report.suite} failures: {failures}")
     print(f"\nreports: {json_path}, {md_path}" + (f"; failure videos in {out / 'videos'}" if args.videos != "none" else ""))
     return 0

@@ -42,8 +42,9 @@ class GripperTrace:
         movable = [name for name, spec in world.specs.items() if spec.category != "target"]
         if self.reached_for is None:
             grip = world.arm.ee_pose(world.data)[0]
-            nearest = min(movable, key=lambda name: float(np.linalg.norm((world.position(name) - grip)[:2])))
-            near = np.linalg.norm((world.position(nearest) - grip)[:2]) < world.specs[nearest].footprint_radius + REACH
+            distance = {name: float(np.linalg.norm((world.position(name) - grip)[:2])) for name in movable}
+            nearest = min(distance, key=distance.__getitem__)
+            near = distance[nearest] < world.specs[nearest].footprint_radius + REACH
             if near and grip[2] < top_z(world, nearest) + ABOVE_TOP:
                 self.reached_for = nearest
         self.held.update(name for name in movable if world.held(name))
