@@ -65,12 +65,16 @@ def inherited(chain: list[tuple[Path, float, dict, list[dict]]]) -> tuple[list[s
     lines = re.findall(r"^- \*\*Stage \d+\*\* .*$", text, re.M)
     if training is None or not lines:
         raise SystemExit(f"{card}: not a clearvla model card with Training and Stage lines")
+    minutes = float(re.search(r"about (\d+) min", training.group(1)).group(1))  # type: ignore[union-attr]
+    # Shipping a run again (a new card for the same weights): the card already counts its stages and minutes.
+    again = [stage for stage in chain if f"({stage[0]})" in text]
+    lines = [line for line in lines if not any(f"({stage[0]})" in line for stage in again)]
+    minutes -= sum(stage[1] for stage in again) / 60
     steps = re.search(r"(\d+) steps ×", training.group(1)).group(1)  # type: ignore[union-attr]
     lr = re.search(r"lr ([0-9.e-]+)", training.group(1)).group(1)  # type: ignore[union-attr]
     # The card's own stage ("this model: ... as above") gets its steps and lr spelled out.
     lines[-1] = re.sub(r", this model: fine-tuned from stage (\d+), as above\.$",
                        rf": {steps} steps from stage \1, lr {lr}.", lines[-1])
-    minutes = float(re.search(r"about (\d+) min", training.group(1)).group(1))  # type: ignore[union-attr]
     return lines, re.findall(r"`(clearvla sim record [^`]*)`", data.group(0)) if data else [], minutes
 
 

@@ -1,0 +1,53 @@
+"""scripts/ship_default_model.py: the model card carries earlier stages over without counting any twice."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ship_default_model.py"
+
+
+@pytest.fixture(scope="module")
+def ship():
+    spec = importlib.util.spec_from_file_location("ship_default_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CARD = """# clearvla default model
+
+- **Data**: `clearvla sim record --suite train --episodes 10 --out runs/data/a --image-size 128 --seed 0`.
+- **Training**: mode `full`, 500 steps × batch 8, AdamW lr 0.0002
+  (cosine, 100 warmup), seed 0; about 90 min on a
+  2-core CPU (all 2 stages). Final train loss 0.1.
+- **Stage 1** (runs/first): 1000 steps from scratch on runs/data/a, all state entries, lr 0.001.
+- **Stage 2** (runs/second), this model: fine-tuned from stage 1, as above.
+- **Reproduce**: `make default-model`.
+"""
+
+
+def _chain(init: Path, *runs: str) -> list:
+    """Stages as `stages()` gives them: (run dir, seconds, train_config, metrics rows); 30 min each."""
+    return [(Path(run), 1800.0, {"init": str(init)}, [{"step": 500}]) for run in runs]
+
+
+def test_a_new_stage_continues_the_card(ship, tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text(CARD)
+    chain = _chain(tmp_path, "runs/third")
+    lines, commands, minutes = ship.inherited(chain)
+    assert lines == ["- **Stage 1** (runs/first): 1000 steps from scratch on runs/data/a, all state entries, lr 0.001.",
+                     "- **Stage 2** (runs/second): 500 steps from stage 1, lr 0.0002."]
+    assert minutes == 90 and len(chain) == 1
+    assert commands == ["clearvla sim record --suite train --episodes 10 --out runs/data/a --image-size 128 --seed 0"]
+
+
+def test_shipping_the_same_run_again_counts_it_once(ship, tmp_path: Path) -> None:
+    """The card of the shipped model already names the run being shipped: its stage and minutes are not added twice."""
+    (tmp_path / "README.md").write_text(CARD)
+    lines, _, minutes = ship.inherited(_chain(tmp_path, "runs/second"))
+    assert lines == ["- **Stage 1** (runs/first): 1000 steps from scratch on runs/data/a, all state entries, lr 0.001."]
+    assert minutes == 60
