@@ -44,9 +44,9 @@ def stages(run: Path) -> list[tuple[Path, float, dict, list[dict]]]:
     while True:
         chain.append((run, *training_seconds(run)))
         init = Path(chain[-1][2]["init"])
-        if not (init.is_dir() and (init.parents[2] / "train_config.json").is_file()):
+        run = init.parent.parent.parent  # RUN of RUN/checkpoints/step-N/model ("." for a shorter path)
+        if not (init.is_dir() and (run / "train_config.json").is_file()):
             return chain[::-1]
-        run = init.parents[2]
 
 
 def inherited(chain: list[tuple[Path, float, dict, list[dict]]]) -> tuple[list[str], list[str], float]:

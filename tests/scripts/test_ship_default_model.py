@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,22 @@ def test_shipping_the_same_run_again_counts_it_once(ship, tmp_path: Path) -> Non
     lines, _, minutes = ship.inherited(_chain(tmp_path, "runs/second"))
     assert lines == ["- **Stage 1** (runs/first): 1000 steps from scratch on runs/data/a, all state entries, lr 0.001."]
     assert minutes == 60
+
+
+def _run(path: Path, init: str) -> None:
+    path.mkdir(parents=True)
+    (path / "train_config.json").write_text(json.dumps({"init": init, "batch_size": 8}))
+    (path / "metrics.jsonl").write_text(json.dumps({"step": 800, "samples_per_s": 8.0}) + "\n")
+
+
+def test_stages_follow_inits_back_to_a_shipped_model_dir(ship, tmp_path: Path, monkeypatch) -> None:
+    """A chain started from a copied model directory (`--init base`, a path with no RUN/checkpoints/step-N above
+    it) ends there; a stage started from a run's checkpoint is followed back into that run."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").mkdir()
+    _run(tmp_path / "first", "base")
+    (tmp_path / "first" / "checkpoints" / "step-00000800" / "model").mkdir(parents=True)
+    _run(tmp_path / "second", "first/checkpoints/step-00000800/model")
+    chain = ship.stages(Path("second"))
+    assert [str(run) for run, *_ in chain] == ["first", "second"]
+    assert chain[0][1] == 800  # seconds: 800 steps at 1 step/s
