@@ -74,7 +74,8 @@ def main() -> None:
                                 videos="none", dtype=dtype, quantize=quantize)
         wins = sum(e.success for e in report.episodes)
         success = {e.index: e.success for e in report.episodes}
-        bf16_success = bf16_success or success
+        if label == "bfloat16":  # the first row: the others are paired with it
+            bf16_success = success
         won = sum(s and not bf16_success[i] for i, s in success.items())
         lost = sum(bf16_success[i] and not s for i, s in success.items())
         row = {"precision": label, "weights_dtype": dtype, "quantize": quantize, "weight_bytes": deployed["total"],
