@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "clearvla.commands.train",
     "merge": "clearvla.commands.merge",
     "eval": "clearvla.commands.eval",
+    "compare": "clearvla.commands.compare",
     "data": "clearvla.commands.data",
     "sim": "clearvla.commands.sim",
     "serve": "clearvla.commands.serve",
