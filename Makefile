@@ -43,10 +43,11 @@ demo: install
 test: install
 	$(PY) -m pytest -q -n 2
 
-# Scripts that need a checkpoint or a dataset (clarify, finetune_modes, input_ablation) are named, not run.
+# Scripts that need a checkpoint, a dataset (clarify, finetune_modes, input_ablation) or a GPU (latency_7b) are
+# named, not run.
 bench: install
 	for f in benchmarks/*.py; do \
-	  case $$f in */common.py) continue;; */clarify.py|*/finetune_modes.py|*/input_ablation.py) echo "== $$f needs arguments: see its docstring"; continue;; esac; \
+	  case $$f in */common.py) continue;; */clarify.py|*/finetune_modes.py|*/input_ablation.py|*/latency_7b.py) echo "== $$f needs arguments: see its docstring"; continue;; esac; \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> a handover (DAgger)
