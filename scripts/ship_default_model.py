@@ -4,8 +4,9 @@ through each run's `init`; a chain that starts from a shipped model (the previou
 stages, recordings and time over.
 
 usage: python scripts/ship_default_model.py RUN_DIR [--episodes-train 50] [--episodes-heldout 30] [--start 0]
-       [--execute K] [--center-crop]
-(--start, --execute and --center-crop as in `clearvla eval`; the card records them.)
+       [--execute K] [--center-crop] [--train-report REPORT]
+(--start, --execute and --center-crop as in `clearvla eval`; the card records them. --train-report reuses a
+`clearvla eval` report of the run's final checkpoint on exactly those train episodes instead of playing them again.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from clearvla.assets import DEFAULT_MODEL
-from clearvla.eval.report import failure_counts, write_reports
+from clearvla.eval.report import SuiteReport, failure_counts, read_reports, write_reports
 from clearvla.models.checkpoint import publish_permissions
 from clearvla.eval.rollout import evaluate_suite
 from clearvla.sim.arm import HOME_QPOS
@@ -110,6 +111,21 @@ def state_entries(config: dict) -> str:
     return f"state entries {', '.join(map(str, indices))}" if indices else "all state entries"
 
 
+def train_report(path: Path, checkpoint: Path, start: int, episodes: int) -> SuiteReport:
+    """The `train` suite of a `clearvla eval` report, checked to be `checkpoint` on episodes start..start+episodes-1
+    (it must have been played with the same --execute / --center-crop: the report does not record them)."""
+    train = [r for r in read_reports(path) if r.suite == "train"]
+    if not train:
+        raise SystemExit(f"{path}: no train suite in this report")
+    report = train[0]
+    if Path(report.checkpoint).resolve() != checkpoint.resolve():
+        raise SystemExit(f"{path}: evaluates {report.checkpoint}, not the run's final checkpoint {checkpoint}")
+    if sorted(e.index for e in report.episodes) != list(range(start, start + episodes)):
+        raise SystemExit(f"{path}: its train episodes are not exactly {start}..{start + episodes - 1} "
+                         f"(--start {start} --episodes-train {episodes})")
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -119,8 +135,11 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=0, help="first train-suite episode (held-out suites start at 0)")
     parser.add_argument("--execute", type=int, default=None, help="chunk models: actions run open loop per forward")
     parser.add_argument("--center-crop", action="store_true")
+    parser.add_argument("--train-report", type=Path, default=None,
+                        help="report.json of `clearvla eval` on the final checkpoint and these train episodes: reused")
     args = parser.parse_args()
     final = sorted((args.run / "checkpoints").glob("step-*"))[-1] / "model"
+    reused = train_report(args.train_report, final, args.start, args.episodes_train) if args.train_report else None
     chain = stages(args.run)
     _, _, config, history = chain[-1]
     before, before_recordings, before_minutes = inherited(chain)
@@ -144,7 +163,9 @@ def main() -> None:
     staging = Path(tempfile.mkdtemp(prefix=".default_model-", dir=DEFAULT_MODEL.parent))
     shutil.copytree(final, staging, dirs_exist_ok=True)
     options = dict(workers=args.workers, videos="none", execute=args.execute, center_crop=args.center_crop)
-    reports = [evaluate_suite(staging, "train", args.episodes_train, start=args.start, **options)]
+    if reused is None:
+        reused = evaluate_suite(staging, "train", args.episodes_train, start=args.start, **options)
+    reports = [reused]
     reports += [evaluate_suite(staging, s, args.episodes_heldout, **options) for s in HELD_OUT]
     write_reports(reports, args.run / "ship_eval")
     rows = "\n".join(

@@ -71,3 +71,19 @@ def test_stages_follow_inits_back_to_a_shipped_model_dir(ship, tmp_path: Path, m
     chain = ship.stages(Path("second"))
     assert [str(run) for run, *_ in chain] == ["first", "second"]
     assert chain[0][1] == 800  # seconds: 800 steps at 1 step/s
+
+
+def test_train_report_is_reused_only_for_the_final_checkpoint_and_episodes(ship, tmp_path: Path) -> None:
+    from clearvla.eval.report import EpisodeResult, SuiteReport, write_reports
+
+    final = tmp_path / "run" / "checkpoints" / "step-00000010" / "model"
+    final.mkdir(parents=True)
+    played = [EpisodeResult("train", i, "lift", "lift the bolt", i % 2 == 0, 5) for i in range(4000, 4004)]
+    write_reports([SuiteReport(str(final), "train", played)], tmp_path / "eval")
+    report = ship.train_report(tmp_path / "eval" / "report.json", final, 4000, 4)
+    assert [e.index for e in report.episodes] == [4000, 4001, 4002, 4003]
+    assert report.summary()["successes"] == 2
+    with pytest.raises(SystemExit, match="not exactly 4000..4009"):
+        ship.train_report(tmp_path / "eval", final, 4000, 10)
+    with pytest.raises(SystemExit, match="not the run's final checkpoint"):
+        ship.train_report(tmp_path / "eval", tmp_path / "other", 4000, 4)

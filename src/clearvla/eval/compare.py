@@ -7,13 +7,13 @@ index); each side may come from several `report.json` files (e.g. episodes 4000-
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clearvla.errors import InputError
+from clearvla.eval.report import read_reports
 from clearvla.eval.stats import exact_mcnemar, wilson_interval
 
 Key = tuple[str, int]  # (suite, episode index)
@@ -32,19 +32,12 @@ def load_outcomes(paths: list[Path]) -> dict[Key, Outcome]:
     An episode listed twice must have the same outcome in both places."""
     outcomes: dict[Key, Outcome] = {}
     for path in paths:
-        file = path / "report.json" if path.is_dir() else path
-        if not file.is_file():
-            raise InputError(f"{path}: no such report (give a report.json or the directory `clearvla eval` wrote)")
-        try:
-            suites = json.loads(file.read_text())["suites"]
-            rows = [(s["suite"], r) for s in suites for r in s["results"]]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise InputError(f"{file}: not a `clearvla eval` report ({type(e).__name__}: {e})") from e
-        for suite, row in rows:
-            key, outcome = (suite, int(row["index"])), Outcome(bool(row["success"]), row.get("failure"))
-            if outcomes.get(key, outcome) != outcome:
-                raise InputError(f"{file}: {suite} episode {key[1]} is listed with two different outcomes")
-            outcomes[key] = outcome
+        for report in read_reports(path):
+            for episode in report.episodes:
+                key, outcome = (report.suite, episode.index), Outcome(episode.success, episode.failure)
+                if outcomes.get(key, outcome) != outcome:
+                    raise InputError(f"{path}: {report.suite} episode {episode.index} is listed with two different outcomes")
+                outcomes[key] = outcome
     return outcomes
 
 

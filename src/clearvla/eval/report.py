@@ -97,6 +97,21 @@ def summary_table(reports: list[SuiteReport]) -> str:
     return "\n".join(lines)
 
 
+def read_reports(path: Path) -> list[SuiteReport]:
+    """The suites of a `report.json` that `write_reports` wrote (or of the directory holding it), every episode
+    included. Raises InputError naming the file when it is missing or not such a report."""
+    from clearvla.errors import InputError
+
+    file = path / "report.json" if path.is_dir() else path
+    if not file.is_file():
+        raise InputError(f"{path}: no such report (give a report.json or the directory `clearvla eval` wrote)")
+    try:
+        return [SuiteReport(s["checkpoint"], s["suite"], [EpisodeResult(**r) for r in s["results"]], s["seconds"])
+                for s in json.loads(file.read_text())["suites"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputError(f"{file}: not a `clearvla eval` report ({type(e).__name__}: {e})") from e
+
+
 def write_reports(reports: list[SuiteReport], out_dir: Path) -> tuple[Path, Path]:
     """report.json (every episode) and report.md (tables per suite) in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
