@@ -7,48 +7,31 @@ index); each side may come from several `report.json` files (e.g. episodes 4000-
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clearvla.errors import InputError
-from clearvla.eval.report import read_reports
+from clearvla.eval.report import EpisodeResult, read_reports, summarize
 from clearvla.eval.stats import exact_mcnemar, wilson_interval
 
 Key = tuple[str, int]  # (suite, episode index)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """One played episode: whether it succeeded and, if not, its failure mode (None when unknown)."""
-
-    success: bool
-    failure: str | None
-
-
-def load_outcomes(paths: list[Path]) -> dict[Key, Outcome]:
+def load_outcomes(paths: list[Path]) -> dict[Key, EpisodeResult]:
     """Every episode of the `report.json` files (or directories holding one) that `clearvla eval` wrote.
-    An episode listed twice must have the same outcome in both places."""
-    outcomes: dict[Key, Outcome] = {}
+    An episode listed twice must have the same outcome (success and failure mode) in both places."""
+    outcomes: dict[Key, EpisodeResult] = {}
     for path in paths:
         for report in read_reports(path):
             for episode in report.episodes:
-                key, outcome = (report.suite, episode.index), Outcome(episode.success, episode.failure)
-                if outcomes.get(key, outcome) != outcome:
+                key = (report.suite, episode.index)
+                seen = outcomes.setdefault(key, episode)
+                if (seen.success, seen.failure) != (episode.success, episode.failure):
                     raise InputError(f"{path}: {report.suite} episode {episode.index} is listed with two different outcomes")
-                outcomes[key] = outcome
     return outcomes
 
 
-def _side(outcomes: list[Outcome]) -> dict[str, Any]:
-    wins = sum(o.success for o in outcomes)
-    lo, hi = wilson_interval(wins, len(outcomes))
-    modes = Counter(o.failure for o in outcomes if not o.success and o.failure is not None)
-    return {"successes": wins, "success_rate": wins / len(outcomes), "ci95": [lo, hi], "failure_modes": dict(modes)}
-
-
-def compare(baseline: dict[Key, Outcome], new: dict[Key, Outcome]) -> dict[str, Any]:
+def compare(baseline: dict[Key, EpisodeResult], new: dict[Key, EpisodeResult]) -> dict[str, Any]:
     """Per suite, over the episodes both sides played: each side's successes (Wilson 95 % interval) and failure
     modes, the pairs only `new` won and only the baseline won, and the exact McNemar p-value. Raises InputError
     when no episode was played by both."""
@@ -63,7 +46,7 @@ def compare(baseline: dict[Key, Outcome], new: dict[Key, Outcome]) -> dict[str, 
         lost = sum(baseline[k].success and not new[k].success for k in keys)
         suites[suite] = {
             "episodes": len(keys), "first": keys[0][1], "last": keys[-1][1],
-            "baseline": _side([baseline[k] for k in keys]), "new": _side([new[k] for k in keys]),
+            "baseline": summarize([baseline[k] for k in keys]), "new": summarize([new[k] for k in keys]),
             "won": won, "lost": lost, "mcnemar_p": exact_mcnemar(won, lost),
         }
     return {"suites": suites, "unpaired": {"baseline": len(baseline) - len(shared), "new": len(new) - len(shared)}}

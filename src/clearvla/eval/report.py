@@ -23,6 +23,15 @@ class EpisodeResult:
     failure: str | None = None  # a key of clearvla.sim.failure.FAILURE_MODES; None for successes and for LIBERO
 
 
+def summarize(results: list[EpisodeResult]) -> dict[str, Any]:
+    """Episodes, successes, success rate with its Wilson 95 % interval, and failure-mode counts of `results`."""
+    wins = sum(r.success for r in results)
+    lo, hi = wilson_interval(wins, len(results))
+    modes = Counter(r.failure for r in results if r.failure is not None)
+    return {"episodes": len(results), "successes": wins, "success_rate": wins / max(len(results), 1), "ci95": [lo, hi],
+            "failure_modes": dict(sorted(modes.items()))}
+
+
 @dataclass
 class SuiteReport:
     """All episodes of one suite for one checkpoint."""
@@ -32,20 +41,12 @@ class SuiteReport:
     episodes: list[EpisodeResult] = field(default_factory=list)
     seconds: float = 0.0
 
-    @staticmethod
-    def _summary(results: list[EpisodeResult]) -> dict[str, Any]:
-        wins = sum(r.success for r in results)
-        lo, hi = wilson_interval(wins, len(results))
-        modes = Counter(r.failure for r in results if r.failure is not None)
-        return {"episodes": len(results), "successes": wins, "success_rate": wins / max(len(results), 1), "ci95": [lo, hi],
-                "failure_modes": dict(sorted(modes.items()))}
-
     def summary(self) -> dict[str, Any]:
         tasks = sorted({r.task for r in self.episodes})
         return {
             "checkpoint": self.checkpoint, "suite": self.suite, "seconds": round(self.seconds, 1),
-            **self._summary(self.episodes),
-            "per_task": {t: self._summary([r for r in self.episodes if r.task == t]) for t in tasks},
+            **summarize(self.episodes),
+            "per_task": {t: summarize([r for r in self.episodes if r.task == t]) for t in tasks},
         }
 
     def to_json(self) -> dict[str, Any]:
