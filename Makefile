@@ -51,16 +51,17 @@ bench: install
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> a handover (DAgger)
-# round (stage 5) -> stage 5 acts first in new scenes -> stage 6 on all of it -> stage 6 acts first (stage 7) ->
-# evaluation on 1,000 unseen train scenes and 100 of each held-out suite. Stages 1-2 learn on home-start episodes,
-# stages 3-4 on random starts (configs/default_model_stage3.yaml says why); in a handover recording the model acts
-# first and the expert finishes. Stages 8 and 9 (configs/default_model_stage8.yaml, _stage9.yaml, measured in the
-# README) join here once stage 9 is shipped.
+# round (stage 5) -> stage 5 acts first in new scenes -> stage 6 on all of it -> three more rounds, each model acting
+# first for the next (stages 7, 8, 9) -> evaluation on 1,000 unseen train scenes and 100 of each held-out suite.
+# Stages 1-2 learn on home-start episodes, stages 3-4 on random starts (configs/default_model_stage3.yaml says why);
+# in a handover recording the model acts first and the expert finishes.
 HOME_DEMOS := runs/data/workcell_train_3k_home
 DEMOS      := runs/data/workcell_train_3k
 HANDOVER   := runs/data/workcell_handover_1500
 HANDOVER2  := runs/data/workcell_handover2_1500
 HANDOVER3  := runs/data/workcell_handover3_2000
+HANDOVER4  := runs/data/workcell_handover4_2000
+HANDOVER5  := runs/data/workcell_handover5_1500
 RECORD     := $(VENV)/bin/clearvla sim record --suite train --image-size 128 --seed 0 --workers 2
 default-model: install
 	test -d $(HOME_DEMOS) || $(RECORD) --episodes 3000 --out $(HOME_DEMOS) --home-start
@@ -78,7 +79,13 @@ default-model: install
 	test -d $(HANDOVER3) || $(RECORD) --episodes 2000 --out $(HANDOVER3) --step-noise 0.004 \
 	  --handover runs/default_model_stage6/checkpoints/step-00005000/model
 	$(VENV)/bin/clearvla train --config configs/default_model_stage7.yaml --resume
-	$(PY) scripts/ship_default_model.py runs/default_model_stage7 --start 4000 --episodes-train 1000 --episodes-heldout 100
+	test -d $(HANDOVER4) || $(RECORD) --episodes 2000 --out $(HANDOVER4) --step-noise 0.004 \
+	  --handover runs/default_model_stage7/checkpoints/step-00004000/model
+	$(VENV)/bin/clearvla train --config configs/default_model_stage8.yaml --resume
+	test -d $(HANDOVER5) || $(RECORD) --episodes 1500 --out $(HANDOVER5) --start 1800 --step-noise 0.004 \
+	  --handover runs/default_model_stage8/checkpoints/step-00004000/model
+	$(VENV)/bin/clearvla train --config configs/default_model_stage9.yaml --resume
+	$(PY) scripts/ship_default_model.py runs/default_model_stage9 --start 4000 --episodes-train 1000 --episodes-heldout 100
 
 clean:
 	rm -rf $(VENV) $(LIBERO_VENV) .pytest_cache runs

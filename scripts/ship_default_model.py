@@ -79,6 +79,17 @@ def inherited(chain: list[tuple[Path, float, dict, list[dict]]]) -> tuple[list[s
     return lines, re.findall(r"`(clearvla sim record [^`]*)`", data.group(0)) if data else [], minutes
 
 
+def handover_name(checkpoint: Path, shipped_as: str) -> str:
+    """How a card names the model a handover recording started from. The package's default model is replaced by
+    shipping, and a copy of a shipped model (a directory with its own card) is not made by `make default-model`: both
+    are named by the stage their weights were, not by a path that will hold other weights or none."""
+    if checkpoint.resolve() == DEFAULT_MODEL.resolve():
+        return f"<{shipped_as}>"
+    card = checkpoint / "README.md"
+    stage = re.search(r"^- \*\*Stage (\d+)\*\* \(([^)]*)\), this model", card.read_text(), re.M) if card.is_file() else None
+    return f"<stage {stage.group(1)}, the final checkpoint of {stage.group(2)}>" if stage else str(checkpoint)
+
+
 def record_command(dataset: Path, shipped_as: str = "the shipped default model") -> str:
     """The `clearvla sim record` command that made a dataset, from its episode count, episode metadata and the
     arm's first pose (the home posture, or a random start)."""
@@ -96,9 +107,7 @@ def record_command(dataset: Path, shipped_as: str = "the shipped default model")
     options += f" --start {meta['index']}" if meta["index"] else ""  # skipped episodes before it write nothing
     if "handover_checkpoint" in meta:
         window = meta.get("handover_window", [0.0, 0.5])
-        checkpoint = meta["handover_checkpoint"]
-        # The package's default model is replaced by shipping, so name the weights it held when recording.
-        options += f" --handover {f'<{shipped_as}>' if Path(checkpoint).resolve() == DEFAULT_MODEL.resolve() else checkpoint}"
+        options += f" --handover {handover_name(Path(meta['handover_checkpoint']), shipped_as)}"
         options += "" if window == [0.0, 0.5] else f" --handover-window {window[0]:g} {window[1]:g}"
     return (f"clearvla sim record --suite {meta['suite']} --episodes {info['total_episodes']} --out {dataset} --image-size {meta['image_size']}"
             f" --seed {meta['expert_seed']}{options}")

@@ -54,6 +54,15 @@ def test_shipping_the_same_run_again_counts_it_once(ship, tmp_path: Path) -> Non
     assert minutes == 60
 
 
+def test_a_handover_from_a_copied_shipped_model_names_its_stage(ship, tmp_path: Path) -> None:
+    """A recording made by a copy of a shipped model is named by the stage and run its card gives, not by the copy's path
+    (which `make default-model` never creates); a run's checkpoint is named by its path."""
+    (tmp_path / "README.md").write_text(CARD)
+    assert ship.handover_name(tmp_path, "x") == "<stage 2, the final checkpoint of runs/second>"
+    assert ship.handover_name(tmp_path / "elsewhere", "x") == str(tmp_path / "elsewhere")
+    assert ship.handover_name(ship.DEFAULT_MODEL, "stage 9, the previous default model") == "<stage 9, the previous default model>"
+
+
 def _run(path: Path, init: str) -> None:
     path.mkdir(parents=True)
     (path / "train_config.json").write_text(json.dumps({"init": init, "batch_size": 8}))
