@@ -52,7 +52,7 @@ bench: install
 
 # Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> a handover (DAgger)
 # round (stage 5) -> stage 5 acts first in new scenes -> stage 6 on all of it -> three more rounds, each model acting
-# first for the next (stages 7, 8, 9) -> evaluation on 1,000 unseen train scenes and 100 of each held-out suite.
+# first for the next (stages 7 to 10) -> evaluation on 1,000 unseen train scenes and 100 of each held-out suite.
 # Stages 1-2 learn on home-start episodes, stages 3-4 on random starts (configs/default_model_stage3.yaml says why);
 # in a handover recording the model acts first and the expert finishes.
 HOME_DEMOS := runs/data/workcell_train_3k_home
@@ -62,7 +62,16 @@ HANDOVER2  := runs/data/workcell_handover2_1500
 HANDOVER3  := runs/data/workcell_handover3_2000
 HANDOVER4  := runs/data/workcell_handover4_2000
 HANDOVER5  := runs/data/workcell_handover5_1500
+HANDOVER6  := runs/data/workcell_handover6_1500
 RECORD     := $(VENV)/bin/clearvla sim record --suite train --image-size 128 --seed 0 --workers 2
+
+# One handover round: checkpoint $(1) acts first in $(3) train scenes from scene $(4) and the expert finishes, recorded
+# to $(2) (kept if it is there already); then config $(5) trains the next stage, resumably.
+define HANDOVER_ROUND
+	test -d $(2) || $(RECORD) --episodes $(3) --start $(4) --out $(2) --step-noise 0.004 --handover $(1)
+	$(VENV)/bin/clearvla train --config $(5) --resume
+endef
+
 default-model: install
 	test -d $(HOME_DEMOS) || $(RECORD) --episodes 3000 --out $(HOME_DEMOS) --home-start
 	test -d $(DEMOS) || $(RECORD) --episodes 3000 --out $(DEMOS) --step-noise 0.004
@@ -70,22 +79,13 @@ default-model: install
 	$(VENV)/bin/clearvla train --config configs/default_model_stage2.yaml --resume
 	$(VENV)/bin/clearvla train --config configs/default_model_stage3.yaml --resume
 	$(VENV)/bin/clearvla train --config configs/default_model.yaml --resume
-	test -d $(HANDOVER) || $(RECORD) --episodes 1500 --out $(HANDOVER) --step-noise 0.004 \
-	  --handover runs/default_model/checkpoints/step-00008000/model
-	$(VENV)/bin/clearvla train --config configs/default_model_handover.yaml --resume
-	test -d $(HANDOVER2) || $(RECORD) --episodes 1500 --out $(HANDOVER2) --start 1700 --step-noise 0.004 \
-	  --handover runs/default_model_handover/checkpoints/step-00008000/model
-	$(VENV)/bin/clearvla train --config configs/default_model_stage6.yaml --resume
-	test -d $(HANDOVER3) || $(RECORD) --episodes 2000 --out $(HANDOVER3) --step-noise 0.004 \
-	  --handover runs/default_model_stage6/checkpoints/step-00005000/model
-	$(VENV)/bin/clearvla train --config configs/default_model_stage7.yaml --resume
-	test -d $(HANDOVER4) || $(RECORD) --episodes 2000 --out $(HANDOVER4) --step-noise 0.004 \
-	  --handover runs/default_model_stage7/checkpoints/step-00004000/model
-	$(VENV)/bin/clearvla train --config configs/default_model_stage8.yaml --resume
-	test -d $(HANDOVER5) || $(RECORD) --episodes 1500 --out $(HANDOVER5) --start 1800 --step-noise 0.004 \
-	  --handover runs/default_model_stage8/checkpoints/step-00004000/model
-	$(VENV)/bin/clearvla train --config configs/default_model_stage9.yaml --resume
-	$(PY) scripts/ship_default_model.py runs/default_model_stage9 --start 4000 --episodes-train 1000 --episodes-heldout 100
+	$(call HANDOVER_ROUND,runs/default_model/checkpoints/step-00008000/model,$(HANDOVER),1500,0,configs/default_model_handover.yaml)
+	$(call HANDOVER_ROUND,runs/default_model_handover/checkpoints/step-00008000/model,$(HANDOVER2),1500,1700,configs/default_model_stage6.yaml)
+	$(call HANDOVER_ROUND,runs/default_model_stage6/checkpoints/step-00005000/model,$(HANDOVER3),2000,0,configs/default_model_stage7.yaml)
+	$(call HANDOVER_ROUND,runs/default_model_stage7/checkpoints/step-00004000/model,$(HANDOVER4),2000,0,configs/default_model_stage8.yaml)
+	$(call HANDOVER_ROUND,runs/default_model_stage8/checkpoints/step-00004000/model,$(HANDOVER5),1500,1800,configs/default_model_stage9.yaml)
+	$(call HANDOVER_ROUND,runs/default_model_stage9/checkpoints/step-00003000/model,$(HANDOVER6),1500,0,configs/default_model_stage10.yaml)
+	$(PY) scripts/ship_default_model.py runs/default_model_stage10 --start 4000 --episodes-train 1000 --episodes-heldout 100
 
 clean:
 	rm -rf $(VENV) $(LIBERO_VENV) .pytest_cache runs
