@@ -52,7 +52,7 @@ bench: install
 
 # Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> a handover (DAgger)
 # round (stage 5) -> stage 5 acts first in new scenes -> stage 6 on all of it -> three more rounds, each model acting
-# first for the next (stages 7 to 10) -> evaluation on 1,000 unseen train scenes and 100 of each held-out suite.
+# first for the next (stages 7 to 11) -> evaluation on 1,000 unseen train scenes and 100 of each held-out suite.
 # Stages 1-2 learn on home-start episodes, stages 3-4 on random starts (configs/default_model_stage3.yaml says why);
 # in a handover recording the model acts first and the expert finishes.
 HOME_DEMOS := runs/data/workcell_train_3k_home
@@ -63,6 +63,7 @@ HANDOVER3  := runs/data/workcell_handover3_2000
 HANDOVER4  := runs/data/workcell_handover4_2000
 HANDOVER5  := runs/data/workcell_handover5_1500
 HANDOVER6  := runs/data/workcell_handover6_1500
+HANDOVER7  := runs/data/workcell_handover7_1500
 RECORD     := $(VENV)/bin/clearvla sim record --suite train --image-size 128 --seed 0 --workers 2
 
 # One handover round: checkpoint $(1) acts first in $(3) train scenes from scene $(4) and the expert finishes, recorded
@@ -85,7 +86,8 @@ default-model: install
 	$(call HANDOVER_ROUND,runs/default_model_stage7/checkpoints/step-00004000/model,$(HANDOVER4),2000,0,configs/default_model_stage8.yaml)
 	$(call HANDOVER_ROUND,runs/default_model_stage8/checkpoints/step-00004000/model,$(HANDOVER5),1500,1800,configs/default_model_stage9.yaml)
 	$(call HANDOVER_ROUND,runs/default_model_stage9/checkpoints/step-00003000/model,$(HANDOVER6),1500,0,configs/default_model_stage10.yaml)
-	$(PY) scripts/ship_default_model.py runs/default_model_stage10 --start 4000 --episodes-train 1000 --episodes-heldout 100
+	$(call HANDOVER_ROUND,runs/default_model_stage10/checkpoints/step-00003000/model,$(HANDOVER7),1500,2000,configs/default_model_stage11.yaml)
+	$(PY) scripts/ship_default_model.py runs/default_model_stage11 --start 4000 --episodes-train 1000 --episodes-heldout 100
 
 clean:
 	rm -rf $(VENV) $(LIBERO_VENV) .pytest_cache runs
