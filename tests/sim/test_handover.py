@@ -9,9 +9,9 @@ import pytest
 from clearvla.cli import main
 from clearvla.errors import ConfigError
 from clearvla.models.vla import VLA
-from clearvla.sim import suites
+from clearvla.sim import record, suites
 from clearvla.sim.env import WorkcellEnv
-from clearvla.sim.expert import ScriptedExpert
+from clearvla.sim.expert import DEFAULT_STEP_NOISE, ScriptedExpert
 from clearvla.sim.handover import Handover, HandoverPolicy
 from clearvla.sim.rollout import run_episode
 from clearvla.sim.tasks import STEP_LIMITS
@@ -108,3 +108,34 @@ def test_record_handover_errors_exit_2(checkpoint, tmp_path, capsys) -> None:
     wrist_checkpoint = wrist.save_pretrained(tmp_path / "wrist")
     assert main([*args, "--out", str(tmp_path / "c"), "--handover", str(wrist_checkpoint)]) == 2
     assert "wrist_image" in capsys.readouterr().err
+
+
+def test_a_first_episode_the_first_policy_finishes_alone_is_skipped(monkeypatch) -> None:
+    """A worker whose very first episode the first policy finishes before the handover (so the expert never planned
+    one) skips it and records the next, as it does for any later episode."""
+    envs: list[WorkcellEnv] = []
+
+    class SeenExpert(ScriptedExpert):
+        def __init__(self, env, **kwargs) -> None:
+            super().__init__(env, **kwargs)
+            envs.append(env)
+
+    capable: list[ScriptedExpert] = []
+
+    def first(obs, info) -> np.ndarray:
+        """Another expert in episode 0 (a 22-step pick, done before the handover at 24-27); then holds still."""
+        if envs[0].setup.spec.index != 0:
+            return np.array([0.0] * 6 + [1.0], dtype=np.float32)
+        if not capable:
+            capable.append(ScriptedExpert(envs[0], seed=0))
+            capable[0].reset()
+        return capable[0](obs, info)
+
+    monkeypatch.setattr(record, "ScriptedExpert", SeenExpert)
+    monkeypatch.setattr(Handover, "load_policy", lambda self, cameras: first)
+    player = record._Player("train", 32, False, 10.0, 0, None, True, Handover("ckpt", 0.4, 0.45))
+    played = list(player.play([0, 2]))
+    assert played[0] == (0, None)
+    index, episode = played[1]
+    assert index == 2 and episode is not None and episode.metadata["handover_step"] >= 40
+    assert episode.metadata["expert_step_noise"] == DEFAULT_STEP_NOISE

@@ -63,6 +63,11 @@ class ScriptedExpert:
         self._plan: Actions | None = None
         self._grip = 1.0
 
+    @property
+    def translation_noise(self) -> float:
+        """Std (m) of the Gaussian noise added to every translation step, in every episode (known before any)."""
+        return DEFAULT_STEP_NOISE * self.noise if self.step_noise is None else self.step_noise
+
     def reset(self) -> None:
         """Start planning for the env's current episode (call after env.reset). The episode's randomness comes
         from (expert seed, episode seed), so it does not depend on which episodes ran before."""
@@ -78,7 +83,7 @@ class ScriptedExpert:
             release=float(r.uniform(0.008, 0.02)),
             carry=float(r.uniform(0.03, 0.06)),
             pause=int(r.integers(2, 4)),
-            noise=DEFAULT_STEP_NOISE * self.noise if self.step_noise is None else self.step_noise,
+            noise=self.translation_noise,
         )
         self._grip = 1.0
         self._plan = self._episode()

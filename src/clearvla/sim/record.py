@@ -57,7 +57,7 @@ class _Player:
         try:
             for index in indices:
                 rollout = run_episode(env, policy, specs[index])
-                meta = {"expert_seed": self.seed, "expert_step_noise": expert.style.noise, "image_size": self.image_size,
+                meta = {"expert_seed": self.seed, "expert_step_noise": expert.translation_noise, "image_size": self.image_size,
                         "random_start": self.random_start}
                 if isinstance(policy, HandoverPolicy):
                     rollout = rollout.since(policy.handover_step or 0)
