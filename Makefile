@@ -51,7 +51,7 @@ bench: install
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> a handover (DAgger)
-# round (stage 5) -> stage 5 acts first in new scenes -> stage 6 on all of it -> three more rounds, each model acting
+# round (stage 5) -> stage 5 acts first in new scenes -> stage 6 on all of it -> five more rounds, each model acting
 # first for the next (stages 7 to 11) -> evaluation on 1,000 unseen train scenes and 100 of each held-out suite.
 # Stages 1-2 learn on home-start episodes, stages 3-4 on random starts (configs/default_model_stage3.yaml says why);
 # in a handover recording the model acts first and the expert finishes.
