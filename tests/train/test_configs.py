@@ -26,3 +26,31 @@ def test_unknown_fields_are_named(tmp_path):
     bad.write_text("init: tiny\npatch_los: 1.0\n")
     with pytest.raises(ConfigError, match="patch_los"):
         load_config_file(bad)
+
+
+def test_a_base_config_is_loaded_first_and_its_fields_replaced_whole(tmp_path):
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "root.yaml").write_text("init: tiny\nlr: 0.001\ndatasets: [a, b]\nmax_steps: 10\n")
+    (tmp_path / "middle.yaml").write_text("base: common/root.yaml\nlr: 0.0002\n")
+    (tmp_path / "leaf.yaml").write_text("base: middle.yaml\ndatasets: [c]\n")
+    assert load_config_file(tmp_path / "leaf.yaml") == {"init": "tiny", "lr": 0.0002, "datasets": ("c",), "max_steps": 10}
+    cfg, _ = parse_config(["--config", str(tmp_path / "leaf.yaml"), "--lr", "0.5"])
+    assert (cfg.lr, cfg.datasets, cfg.max_steps) == (0.5, ("c",), 10)
+
+
+def test_a_missing_base_or_a_cycle_of_bases_is_named(tmp_path):
+    (tmp_path / "orphan.yaml").write_text("base: gone.yaml\nlr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"gone\.yaml does not exist \(the base of .*orphan\.yaml\)"):
+        load_config_file(tmp_path / "orphan.yaml")
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"cycle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config_file(tmp_path / "a.yaml")
+
+
+def test_the_handover_stages_inherit_the_stage_7_recipe():
+    stage7 = load_config_file(CONFIGS[0].parent / "default_model_stage7.yaml")
+    stage11 = load_config_file(CONFIGS[0].parent / "default_model_stage11.yaml")
+    assert {k for k in stage7 if stage7[k] != stage11[k]} == {"init", "datasets", "weights", "normalize_like", "run_dir",
+                                                            "max_steps"}
+    assert stage11["datasets"][-1] == "runs/data/workcell_handover7_1500" and stage11["lr"] == stage7["lr"]

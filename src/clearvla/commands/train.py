@@ -26,20 +26,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, passthrough=True)
 
 
-def load_config_file(path: Path) -> dict[str, Any]:
+def load_config_file(path: Path, _including: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """TrainConfig fields from a YAML or JSON file. `base: OTHER.yaml` (a path relative to this file) loads OTHER
+    first and this file's fields replace its fields, whole (lists are not merged); bases may chain."""
     import yaml
 
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist" + (f" (the base of {_including[-1]})" if _including else ""))
     try:
         raw = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot parse config file {path}: {e}") from None
+    raw = dict(raw or {})
     known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(raw or {}) - known)
+    unknown = sorted(set(raw) - known - {"base"})
     if unknown:
         raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)}; TrainConfig fields: {', '.join(sorted(known))}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in (raw or {}).items()}
+    inherited: dict[str, Any] = {}
+    if "base" in raw:
+        chain = (*_including, path.resolve())
+        base = (path.parent / str(raw.pop("base"))).resolve()
+        if base in chain:
+            raise ConfigError("config bases form a cycle: " + " -> ".join(str(p) for p in (*chain, base)))
+        inherited = load_config_file(base, chain)
+    return {**inherited, **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}}
 
 
 def parse_config(options: list[str]) -> tuple[TrainConfig, str]:
