@@ -217,7 +217,8 @@ class TrainConfig:
     init: str = "tiny"
     """A preset name (train from scratch) or an OpenVLA-format checkpoint directory (fine-tune)."""
     image_size: int | None = None
-    """Image side for presets (e.g. 128 for CPU training); checkpoints keep their own."""
+    """Image side (e.g. 128 for CPU training). A checkpoint given a new side fine-tunes at it: its ViT position
+    tables are resampled to the new patch grid (bicubic); unset, a checkpoint keeps its own."""
     datasets: tuple[str, ...] = ()
     """Dataset directories (LeRobot v3, clearvla's native format)."""
     weights: tuple[float, ...] = ()

@@ -1,4 +1,5 @@
-"""The model a run starts from (train/build.py): a chunk checkpoint turned back into action tokens."""
+"""The model a run starts from (train/build.py): a chunk checkpoint turned back into action tokens, or moved to a new
+image size."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from clearvla.config import TrainConfig
 from clearvla.data.stats import compute_statistics
 from clearvla.errors import ConfigError
+from clearvla.models.vit import resample_position_table
 from clearvla.models.vla import VLA
 from clearvla.train.build import build_model
 
@@ -51,3 +53,40 @@ def test_action_tokens_need_a_chunk_checkpoint(chunk_checkpoint, norm_stats, tmp
         build_model(TrainConfig(init=str(tmp_path / "tokens"), action_tokens=True), norm_stats)
     with pytest.raises(ConfigError, match="set one"):
         TrainConfig(init=str(chunk_checkpoint[0]), action_tokens=True, action_chunk=8)
+
+
+def test_a_checkpoint_given_a_new_image_size_resamples_its_position_tables_and_keeps_every_other_weight(
+        chunk_checkpoint, norm_stats, tmp_path):
+    path, chunk = chunk_checkpoint
+    cfg = TrainConfig(init=str(path), proprio=True, action_chunk=2, prefix_attention="bidirectional", focus_loss=1.0,
+                      image_size=48)
+    bigger = build_model(cfg, norm_stats)
+    assert bigger.config.image_sizes == (48, 48) and bigger.processor.image_size == 48
+    trained, moved = chunk.state_dict(), bigger.state_dict()
+    assert moved.keys() == trained.keys()
+    for name in moved:
+        if name.endswith("pos_embed"):
+            assert moved[name].shape == (1, 9, trained[name].shape[2])  # 48 / 16 = a 3 x 3 grid (was 2 x 2)
+        else:
+            torch.testing.assert_close(moved[name], trained[name], msg=name)
+    action = bigger.eval().predict_action(np.zeros((48, 48, 3), np.uint8), "push it", proprio=np.zeros(7))
+    assert action.shape == (7,) and np.isfinite(action).all()
+    bigger.save_pretrained(tmp_path / "bigger")
+    assert VLA.from_pretrained(tmp_path / "bigger").config.image_sizes == (48, 48)
+    same = build_model(TrainConfig(init=str(path), proprio=True, action_chunk=2, prefix_attention="bidirectional",
+                                   focus_loss=1.0, image_size=32), norm_stats)
+    torch.testing.assert_close(same.state_dict(), trained)
+    with pytest.raises(ConfigError, match="not a multiple of the patch size"):
+        build_model(TrainConfig(init=str(path), proprio=True, action_chunk=2, prefix_attention="bidirectional",
+                                focus_loss=1.0, image_size=40), norm_stats)
+
+
+def test_position_tables_resample_smoothly_and_exactly_at_the_same_grid():
+    rows = torch.arange(4.0).repeat_interleave(4)  # a table that codes the row linearly, one channel
+    table = torch.stack([rows, torch.ones(16)], dim=1)[None]
+    torch.testing.assert_close(resample_position_table(table, 4), table)
+    finer = resample_position_table(table, 8).reshape(8, 8, 2)
+    torch.testing.assert_close(finer[..., 1], torch.ones(8, 8))  # a constant stays constant
+    assert (finer[1:, :, 0] >= finer[:-1, :, 0]).all() and (finer[:, 1:, 0] == finer[:, :1, 0]).all()
+    with pytest.raises(ValueError, match="not a square grid"):
+        resample_position_table(torch.zeros(1, 6, 2), 4)

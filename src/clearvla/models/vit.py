@@ -133,6 +133,17 @@ def sincos_position_table(grid: int, width: int) -> torch.Tensor:
     return F.pad(table, (0, width - table.shape[1])).float()  # widths not divisible by 4: zero tail
 
 
+def resample_position_table(table: torch.Tensor, grid: int) -> torch.Tensor:
+    """[1, g*g, width] position table of a g x g patch grid -> [1, grid*grid, width] for a grid x grid one, by
+    bicubic interpolation over the grid (timm's way of moving a ViT to a new image size). Same dtype."""
+    old = round(table.shape[1] ** 0.5)
+    if old * old != table.shape[1]:
+        raise ValueError(f"position table of {table.shape[1]} patches is not a square grid")
+    square = table.float().reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    resampled = F.interpolate(square, size=(grid, grid), mode="bicubic", align_corners=False)
+    return resampled.permute(0, 2, 3, 1).reshape(1, grid * grid, -1).to(table.dtype)
+
+
 class VisionTransformer(nn.Module):
     """timm-named ViT. `forward(pixels [B,3,S,S]) -> patch features [B, (S/patch)^2, width]`: the output of
     the second-to-last block, without the final norm, prefix tokens dropped (OpenVLA's featurizer)."""

@@ -1,5 +1,5 @@
 """The model a run starts from: a preset (random init from the run's seed) or a pretrained checkpoint, with the
-run's inputs (cameras, proprio). Deterministic, so `clearvla merge` can rebuild a LoRA run's base exactly."""
+run's inputs (cameras, proprio) and image size. Deterministic, so `clearvla merge` can rebuild a LoRA run's base exactly."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from clearvla.config import TrainConfig, VLAConfig
 from clearvla.errors import ConfigError
+from clearvla.models.vit import VisionTransformer, resample_position_table
 from clearvla.models.vla import VLA
 from clearvla.train.modes import INPUT_MODULE_NAMES
 
@@ -60,6 +61,8 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
             raise ConfigError(f"action_tokens turns a chunk checkpoint into a token model, but {cfg.init} already "
                               "decodes action tokens: leave action_tokens off")
         model = with_inputs(model, replace(model.config, **inputs), cfg.seed)
+        if cfg.image_size is not None:
+            model = with_image_size(model, cfg.image_size)
     elif cfg.action_tokens:
         raise ConfigError(f"action_tokens needs a chunk checkpoint directory as init; preset {cfg.init!r} is "
                           "already a token model")
@@ -92,4 +95,19 @@ def with_inputs(model: VLA, config: VLAConfig, seed: int) -> VLA:
         raise ConfigError(f"cannot move the checkpoint to inputs {config.cameras} / proprio {config.proprio_dim} / "
                           f"chunk {config.action_chunk}: "
                           f"missing {fresh[:3]}, unexpected {unexpected[:3]}")
+    return new
+
+
+def with_image_size(model: VLA, size: int) -> VLA:
+    """`model` reading size x size images: every ViT's position table resampled to the new patch grid, every other
+    weight unchanged, the image processor rebuilt for the new size. The same model when it reads that size."""
+    if all(s == size for s in model.config.image_sizes):
+        return model
+    config = replace(model.config, image_sizes=(size,) * len(model.config.image_sizes))  # checks patch multiples
+    new = VLA(config, tokenizer=model.tokenizer, norm_stats=model.norm_stats)
+    state = model.state_dict()
+    for name, vit in model.named_modules():
+        if isinstance(vit, VisionTransformer):
+            state[f"{name}.pos_embed"] = resample_position_table(state[f"{name}.pos_embed"], size // vit.cfg.patch_size)
+    new.load_state_dict(state)
     return new
