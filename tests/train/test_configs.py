@@ -26,6 +26,9 @@ def test_unknown_fields_are_named(tmp_path):
     bad.write_text("init: tiny\npatch_los: 1.0\n")
     with pytest.raises(ConfigError, match="patch_los"):
         load_config_file(bad)
+    bad.write_text("- init: tiny\n")
+    with pytest.raises(ConfigError, match="bad.yaml: expected a mapping of TrainConfig fields, got a list"):
+        load_config_file(bad)
 
 
 def test_a_base_config_is_loaded_first_and_its_fields_replaced_whole(tmp_path):
