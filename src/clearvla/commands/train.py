@@ -37,9 +37,9 @@ def load_config_file(path: Path, _including: tuple[Path, ...] = ()) -> dict[str,
         raw = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot parse config file {path}: {e}") from None
-    if not isinstance(raw or {}, dict):
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of TrainConfig fields, got a {type(raw).__name__}")
-    raw = dict(raw or {})
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(raw) - known - {"base"})
     if unknown:
