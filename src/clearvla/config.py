@@ -219,6 +219,9 @@ class TrainConfig:
     image_size: int | None = None
     """Image side (e.g. 128 for CPU training). A checkpoint given a new side fine-tunes at it: its ViT position
     tables are resampled to the new patch grid (bicubic); unset, a checkpoint keeps its own."""
+    widen: int = 1
+    """> 1 with a checkpoint init: train a model this many times wider (every width, MLP and head count) that starts
+    computing exactly what the checkpoint computes (Net2WiderNet; train/widen.py)."""
     datasets: tuple[str, ...] = ()
     """Dataset directories (LeRobot v3, clearvla's native format)."""
     weights: tuple[float, ...] = ()
@@ -311,6 +314,8 @@ class TrainConfig:
             raise ConfigError(f"got {len(self.weights)} weights for {len(self.datasets)} datasets")
         if self.normalize_like and len(self.normalize_like) != len(self.datasets):
             raise ConfigError(f"got {len(self.normalize_like)} normalize_like entries for {len(self.datasets)} datasets")
+        if self.widen < 1:
+            raise ConfigError(f"widen must be an integer >= 1, got {self.widen}")
         if self.patch_loss < 0:
             raise ConfigError(f"patch_loss must be >= 0, got {self.patch_loss}")
         if self.proprio_indices and not self.proprio:

@@ -14,6 +14,7 @@ from clearvla.errors import ConfigError
 from clearvla.models.vit import VisionTransformer, resample_position_table
 from clearvla.models.vla import VLA
 from clearvla.train.modes import INPUT_MODULE_NAMES
+from clearvla.train.widen import widen
 
 PATCH_DECODER_RESOLUTION = 4  # pixels per patch side the patch decoder reconstructs (16 px patches -> 4 x 4)
 
@@ -63,6 +64,10 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
         model = with_inputs(model, replace(model.config, **inputs), cfg.seed)
         if cfg.image_size is not None:
             model = with_image_size(model, cfg.image_size)
+        model = widen(model, cfg.widen, cfg.seed)
+    elif cfg.widen > 1:
+        raise ConfigError(f"widen grows a trained checkpoint, but init {cfg.init!r} is a preset (not a checkpoint "
+                          "directory): pass a checkpoint directory as init")
     elif cfg.action_tokens:
         raise ConfigError(f"action_tokens needs a chunk checkpoint directory as init; preset {cfg.init!r} is "
                           "already a token model")
