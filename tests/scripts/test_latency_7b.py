@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # the script imports its neighbour `common`
-    try:
-        spec = importlib.util.spec_from_file_location("latency_7b", BENCHMARKS / "latency_7b.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+BENCHMARK = "latency_7b"  # the `bench` fixture (conftest.py) imports benchmarks/latency_7b.py
 
 
 def test_rows_for_every_decoder_and_precision(bench) -> None:
