@@ -269,6 +269,10 @@ class TrainConfig:
     shuffle_buffer: int = 64
     """Decoded episodes each worker keeps and draws frames from: a batch mixes about this many scenes (OpenVLA
     shuffles over 256k frames; a handful of episodes gives batches of near-duplicate frames)."""
+    gripper_change_repeats: int = 1
+    """Frames whose gripper command (the last action dimension) changes, a grasp or a release, are drawn this many
+    times per pass over an episode (about one frame in thirty in the simulator's data; with 1 a model can learn the
+    grasp as a timing inside its action chunk rather than from what it sees, benchmarks/input_ablation.py)."""
     mode: str = "full"
     """full | lora | frozen-vision | last-layer | sandwich (OpenVLA's fine-tuning variants)."""
     lora_rank: int = 32
@@ -314,6 +318,8 @@ class TrainConfig:
             raise ConfigError(f"got {len(self.weights)} weights for {len(self.datasets)} datasets")
         if self.normalize_like and len(self.normalize_like) != len(self.datasets):
             raise ConfigError(f"got {len(self.normalize_like)} normalize_like entries for {len(self.datasets)} datasets")
+        if self.gripper_change_repeats < 1:
+            raise ConfigError(f"gripper_change_repeats must be >= 1, got {self.gripper_change_repeats}")
         if self.widen < 1:
             raise ConfigError(f"widen must be an integer >= 1, got {self.widen}")
         if self.patch_loss < 0:

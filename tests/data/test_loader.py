@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from clearvla.data.formats.lerobot import LeRobotWriter
-from clearvla.data.loader import make_dataloader
+from clearvla.data.loader import gripper_changes, make_dataloader
 from clearvla.data.mixture import DatasetSpec, Mixture
 from clearvla.errors import ConfigError, DataError
 
@@ -156,3 +156,26 @@ def test_episodes_refuse_masks_of_the_wrong_length(synth):
     episode = synth.make_episode(12, seed=0)
     with pytest.raises(DataError, match="attention masks of camera 'image' must be"):
         type(episode)(episode.images, episode.actions, "x", attention={"image": np.zeros((11, 8, 8), np.uint8)})
+
+
+def test_gripper_changes_mark_grasps_and_releases_only():
+    commands = np.array([1.0, 1.0, 0.0, 0.0, 0.02, 1.0, 1.0])
+    assert gripper_changes(commands, 1.0).tolist() == [False, False, True, False, False, True, False]
+    assert not gripper_changes(np.zeros(4), 0.0).any()  # a gripper that never moves has no changes
+
+
+def test_training_draws_gripper_change_frames_repeatedly_and_validation_once(tmp_path, dataset, tiny_tokenizer, processor):
+    root = dataset(tmp_path / "alpha", 1, 0, length=12)  # gripper open for frames 0-5, closed from frame 6
+    mixture = Mixture.build([root], val_fraction=0.0)
+    expected = mixture.action_stats["alpha"].normalize(mixture.members[0].index.episodes[0].actions)
+    loader = make_dataloader(mixture, tiny_tokenizer, processor, batch_size=16, num_workers=0, buffer_episodes=1,
+                             augment=False, gripper_change_repeats=5)
+    drawn = next(iter(loader))["actions"].numpy()  # one pass over the episode: 11 frames once, frame 6 five times
+    counts = [int(np.isclose(drawn, frame, atol=1e-6).all(axis=1).sum()) for frame in expected]
+    assert counts == [1] * 6 + [5] + [1] * 5
+    val = Mixture.build([dataset(tmp_path / "beta", 2, 0, length=12)], val_fraction=0.5)  # one validation episode
+    batches = list(make_dataloader(val, tiny_tokenizer, processor, split="val", batch_size=16, num_workers=0,
+                                   gripper_change_repeats=5))
+    assert sum(len(b["actions"]) for b in batches) == 12
+    with pytest.raises(ConfigError, match="gripper_change_repeats must be >= 1"):
+        make_dataloader(mixture, tiny_tokenizer, processor, gripper_change_repeats=0)

@@ -56,16 +56,24 @@ class _Loaded:
         return len(self.order) - self.cursor
 
 
+def gripper_changes(gripper: np.ndarray, span: float) -> np.ndarray:
+    """Gripper commands of one episode [T] (the last action dimension, raw) -> bool [T]: True where the command moved
+    by more than half of `span` (the dataset's q01-q99 range of it) since the frame before: a grasp or a release."""
+    moved = np.abs(np.diff(gripper.astype(np.float64), prepend=gripper[:1])) > 0.5 * span
+    return moved & (span > 0)
+
+
 class _EpisodeReader:
     """Loads kept episodes of one dataset as model-sized frames of every camera, normalised actions and proprio
-    (`proprio_stats` None: the model reads no robot state) and, with `attention`, every camera's attention masks."""
+    (`proprio_stats` None: the model reads no robot state) and, with `attention`, every camera's attention masks.
+    With a random order (training), frames whose gripper command changes are in it `gripper_change_repeats` times."""
 
     def __init__(
         self, member: MixtureMember, stats: NormStats, proprio_stats: NormStats | None, cameras: tuple[str, ...],
-        processor, on_error: str, skips: SkipLog, attention: bool = False,
+        processor, on_error: str, skips: SkipLog, attention: bool = False, gripper_change_repeats: int = 1,
     ) -> None:
         self.member, self.stats, self.proprio_stats, self.cameras = member, stats, proprio_stats, cameras
-        self.attention = attention
+        self.attention, self.gripper_change_repeats = attention, gripper_change_repeats
         self.size, self.processor = int(processor.image_size), processor
         self.on_error, self.skips = on_error, skips
 
@@ -102,7 +110,11 @@ class _EpisodeReader:
         if self.attention:
             assert episode.attention is not None
             attention = np.stack([episode.attention[c][kept] for c in self.cameras], axis=1)
-        order = rng.permutation(len(stacked)) if rng is not None else np.arange(len(stacked))
+        if rng is None:
+            order = np.arange(len(stacked))
+        else:
+            changes = gripper_changes(entry.actions[:, -1], float(self.stats.q99[-1] - self.stats.q01[-1]))
+            order = rng.permutation(np.repeat(np.arange(len(stacked)), np.where(changes, self.gripper_change_repeats, 1)))
         return _Loaded(stacked, actions, proprio, entry.instruction, order, attention=attention)
 
     def _resized(self, frames: np.ndarray) -> np.ndarray:
@@ -129,6 +141,7 @@ class VLABatches(IterableDataset):
         buffer_episodes: int = 4,
         on_error: str = "fail",
         attention: bool = False,
+        gripper_change_repeats: int = 1,
     ) -> None:
         if split not in ("train", "val"):
             raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
@@ -143,12 +156,15 @@ class VLABatches(IterableDataset):
         self.action_chunk = action_chunk
         self.buffer_episodes, self.on_error = buffer_episodes, check_on_error(on_error)
         self.attention = attention
+        if gripper_change_repeats < 1:
+            raise ConfigError(f"gripper_change_repeats must be >= 1, got {gripper_change_repeats}")
+        self.gripper_change_repeats = gripper_change_repeats
 
     def _readers(self, skips: SkipLog) -> list[_EpisodeReader]:
         return [
             _EpisodeReader(
                 m, self.mixture.action_stats[m.name], self.mixture.proprio_stats(m.name) if self.proprio else None,
-                self.cameras, self.collator.processor, self.on_error, skips, self.attention,
+                self.cameras, self.collator.processor, self.on_error, skips, self.attention, self.gripper_change_repeats,
             )
             for m in self.mixture.members
         ]
@@ -259,6 +275,7 @@ def make_dataloader(
     prefetch_factor: int = 2,
     action_vocab_size: int | None = None,
     attention: bool = False,
+    gripper_change_repeats: int = 1,
 ) -> DataLoader:
     """DataLoader of model-ready batches {pixel_values, input_ids, attention_mask, labels, actions, dataset_name,
     proprio (with proprio=True), attention_target (with attention=True)}. `cameras` are the model's, in its order (`VLAConfig.cameras`). With `action_chunk`
@@ -266,12 +283,15 @@ def make_dataloader(
 
     `augment=True` uses OpenVLA's augmentation on "train" (never on "val"). Training batches never end; stop
     after the steps you need. `seed` fixes sampling and augmentation for a given num_workers.
+    `gripper_change_repeats` > 1 draws "train" frames whose gripper command changes (grasps and releases, about one
+    frame in thirty) that many times per pass over an episode.
     """
     config = (AugmentConfig() if augment is True else augment or None) if split == "train" else None
     collator = VLACollator(tokenizer, processor, augment=config, action_vocab_size=action_vocab_size, seed=seed)
     dataset = VLABatches(
         mixture, collator, split=split, batch_size=batch_size, seed=seed, cameras=cameras, proprio=proprio,
         action_chunk=action_chunk, buffer_episodes=buffer_episodes, on_error=on_error, attention=attention,
+        gripper_change_repeats=gripper_change_repeats,
     )
     return VLADataLoader(
         dataset,
