@@ -8,17 +8,10 @@ import pytest
 import torch
 
 from clearvla.config import TrainConfig
-from clearvla.data.stats import compute_statistics
 from clearvla.errors import ConfigError
 from clearvla.models.vla import VLA
 from clearvla.train.build import build_model
 from clearvla.train.widen import widen
-
-
-@pytest.fixture(scope="module")
-def norm_stats():
-    rng = np.random.default_rng(0)
-    return {"cell": compute_statistics(rng.normal(0, 0.01, (64, 7)), rng.normal(0, 1, (64, 7)), 4)}
 
 
 @pytest.fixture(scope="module")

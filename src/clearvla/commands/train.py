@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                                cameras=vla.config.cameras, proprio=vla.config.proprio_dim > 0,
                                action_chunk=vla.config.action_chunk, buffer_episodes=cfg.shuffle_buffer,
                                attention=split == "train" and (cfg.attention_loss > 0 or cfg.focus_loss > 0),
-                               gripper_change_repeats=cfg.gripper_change_repeats if split == "train" else 1)
+                               gripper_change_repeats=cfg.gripper_change_repeats)
 
     # Each rank draws its own stream; a resumed run replays the stream up to where it stopped (data only).
     train_loader = loader("train", cfg.seed * 1000 + dist.rank)

@@ -53,14 +53,13 @@ def widen(model: VLA, factor: int, seed: int = 0) -> VLA:
             state[name] = source.clone()
             continue
         module_name, _, leaf = name.rpartition(".")
-        module = owners[module_name]
+        module, local = owners[module_name], _local_name(module_name)
         tensor = source
         for axis, (old, wide) in enumerate(zip(source.shape, target.shape)):
             if old == wide:
                 continue
             if wide != old * factor:
                 raise ConfigError(f"cannot widen {name}: axis {axis} goes from {old} to {wide}, not x{factor}")
-            local = _local_name(module_name)
             if isinstance(module, nn.Linear) and leaf == "weight" and axis == 1:
                 tensor = _split(tensor, axis, input_blocks.get(local, 1), factor, generator)
             else:
