@@ -4,8 +4,9 @@ through each run's `init`; a chain that starts from a shipped model (the previou
 stages, recordings and time over.
 
 usage: python scripts/ship_default_model.py RUN_DIR [--episodes-train 50] [--episodes-heldout 30] [--start 0]
-       [--execute K] [--center-crop] [--train-report REPORT]
-(--start, --execute and --center-crop as in `clearvla eval`; the card records them. --train-report reuses a
+       [--center-crop] [--train-report REPORT]
+(--start and --center-crop as in `clearvla eval`; the card records them. A chunk model is played as its checkpoint's
+`execute_actions` says, as `clearvla eval` and `clearvla demo` play it. --train-report reuses a
 `clearvla eval` report of the run's final checkpoint on exactly those train episodes instead of playing them again.)
 """
 
@@ -120,9 +121,21 @@ def state_entries(config: dict) -> str:
     return f"state entries {', '.join(map(str, indices))}" if indices else "all state entries"
 
 
+def output_line(model_config: dict) -> str:
+    """The card's Output line from a checkpoint's config.json: the action head and, for chunk models, how much of each
+    chunk a closed-loop policy runs (`execute_actions`), since that is how the card's scores were played."""
+    extra = model_config.get("clearvla", {})
+    chunk, execute = extra.get("action_chunk", 0), extra.get("execute_actions", 0)
+    if not chunk:
+        return "OpenVLA's 7 action tokens, 256 bins each"
+    played = (f"the first {execute} actions of each chunk run before the next forward (`execute_actions` in config.json)"
+              if execute and execute < chunk else "each whole chunk runs before the next forward")
+    return f"OpenVLA-OFT parallel decoding: {chunk}-step action chunks through an L1 head; {played}"
+
+
 def train_report(path: Path, checkpoint: Path, start: int, episodes: int) -> SuiteReport:
     """The `train` suite of a `clearvla eval` report, checked to be `checkpoint` on episodes start..start+episodes-1
-    (it must have been played with the same --execute / --center-crop: the report does not record them)."""
+    (it must have been played with the same --center-crop and no --execute: the report does not record them)."""
     train = [r for r in read_reports(path) if r.suite == "train"]
     if not train:
         raise SystemExit(f"{path}: no train suite in this report")
@@ -142,7 +155,6 @@ def main() -> None:
     parser.add_argument("--episodes-heldout", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--start", type=int, default=0, help="first train-suite episode (held-out suites start at 0)")
-    parser.add_argument("--execute", type=int, default=None, help="chunk models: actions run open loop per forward")
     parser.add_argument("--center-crop", action="store_true")
     parser.add_argument("--train-report", type=Path, default=None,
                         help="report.json of `clearvla eval` on the final checkpoint and these train episodes: reused")
@@ -171,7 +183,7 @@ def main() -> None:
 
     staging = Path(tempfile.mkdtemp(prefix=".default_model-", dir=DEFAULT_MODEL.parent))
     shutil.copytree(final, staging, dirs_exist_ok=True)
-    options = dict(workers=args.workers, videos="none", execute=args.execute, center_crop=args.center_crop)
+    options = dict(workers=args.workers, videos="none", center_crop=args.center_crop)
     if reused is None:
         reused = evaluate_suite(staging, "train", args.episodes_train, start=args.start, **options)
     reports = [reused]
@@ -184,13 +196,11 @@ def main() -> None:
     modes = "; ".join(f"{r.suite}: {counts}" for r in reports if (counts := failure_counts(r)))
     size_mb = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) / 2**20
     last = history[-1]
-    evaluation = (f"`clearvla eval --suite SUITE --episodes N{f' --execute {args.execute}' if args.execute else ''}"
-                  f"{' --center-crop' if args.center_crop else ''}`"
+    evaluation = (f"`clearvla eval --suite SUITE --episodes N{' --center-crop' if args.center_crop else ''}`"
                   + (f", `train` from episode {args.start} (scenes the demonstrations never showed), the held-out suites"
                      f" from episode 0" if args.start else ""))
     chunk = config.get("action_chunk", 0)
-    output = (f"OpenVLA-OFT parallel decoding: {chunk}-step action chunks through an L1 head" if chunk
-              else "OpenVLA's 7 action tokens, 256 bins each")
+    output = output_line(json.loads((staging / "config.json").read_text()))
     fit = (f"action L1 (normalised) {last['action_l1']:.3f}, whole chunk {last['chunk_l1']:.3f}" if chunk
            else f"action-token accuracy {last['action_accuracy']:.3f}")
     patch = (f"\n- **Patch reconstruction** (training only): weight {config['patch_loss']}; each camera patch token also decodes its"

@@ -166,7 +166,8 @@ class RemotePolicy:
 
     obs: {camera: uint8 [H, W, 3]} with every camera of the server's `metadata.cameras`, plus obs["proprio"] (the raw
     robot state) when the model reads one. Each answer's chunk (`actions` [K, A], after the server's limits) runs open
-    loop: its first `execute` actions (default all K) are queued and the server is asked again when the queue is
+    loop: its first `execute` actions (default the server's `execute_actions`, the checkpoint's setting; all K from
+    older servers) are queued and the server is asked again when the queue is
     empty. A clarifying question instead of an action raises RuntimeError: a loop without an operator cannot
     answer it. client: a PolicyClient or WebsocketPolicyClient."""
 
@@ -179,7 +180,7 @@ class RemotePolicy:
         chunk = int(meta.get("chunk_size") or 1)
         if execute is not None and not 1 <= execute <= chunk:
             raise ValueError(f"execute must be between 1 and the server's chunk size {chunk}, got {execute}")
-        self.execute = execute or chunk
+        self.execute = execute or int(meta.get("execute_actions") or chunk)
         self.queue: list[np.ndarray] = []
         self.last_action: np.ndarray | None = None
 

@@ -71,6 +71,10 @@ class VLAConfig:
     # Training only, chunk models: True adds `focus_head`, which regresses where the object the arm heads for shows
     # in every camera from the slots' final states (models/focus_target.py); inference ignores it.
     focus_head: bool = False
+    # Chunk models: how many actions of each K-step chunk a closed-loop policy runs before its next forward (0: all K).
+    # A deployment setting the checkpoint carries, so `clearvla eval`, `demo` and the server play a model as it was
+    # measured; `--execute` overrides it.
+    execute_actions: int = 0
 
     def __post_init__(self) -> None:
         if len(self.vision) != len(self.image_sizes) or len(self.vision) not in (1, 2):
@@ -102,6 +106,9 @@ class VLAConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "action_chunk" else 1):
                 raise ConfigError(f"{name} must be an integer >= {0 if name == 'action_chunk' else 1}, got {value!r}")
+        if not isinstance(self.execute_actions, int) or not 0 <= self.execute_actions <= self.action_chunk:
+            raise ConfigError(f"execute_actions must be an integer from 0 (the whole chunk) to the chunk length "
+                              f"{self.action_chunk}, got {self.execute_actions!r}")
         if self.arch_specifier not in (FUSED_ARCH, PLAIN_ARCH, "fused-gelu-mlp", "gelu-mlp"):
             raise ConfigError(f"arch_specifier {self.arch_specifier!r} is not supported; use {FUSED_ARCH!r} or {PLAIN_ARCH!r}")
 
@@ -269,6 +276,9 @@ class TrainConfig:
     shuffle_buffer: int = 64
     """Decoded episodes each worker keeps and draws frames from: a batch mixes about this many scenes (OpenVLA
     shuffles over 256k frames; a handful of episodes gives batches of near-duplicate frames)."""
+    execute_actions: int = 0
+    """Chunk models: the actions of each chunk the checkpoints say to run before the next forward (`clearvla eval`,
+    `demo` and the server play them so; `--execute` overrides); 0 keeps the init checkpoint's (a preset: all K)."""
     gripper_change_repeats: int = 1
     """Frames whose gripper command (the last action dimension) changes, a grasp or a release, are drawn this many
     times per pass over an episode (about one frame in thirty in the simulator's data; with 1 a model can learn the
@@ -318,6 +328,8 @@ class TrainConfig:
             raise ConfigError(f"got {len(self.weights)} weights for {len(self.datasets)} datasets")
         if self.normalize_like and len(self.normalize_like) != len(self.datasets):
             raise ConfigError(f"got {len(self.normalize_like)} normalize_like entries for {len(self.datasets)} datasets")
+        if self.execute_actions < 0:
+            raise ConfigError(f"execute_actions must be >= 0 (0 keeps the init checkpoint's), got {self.execute_actions}")
         if self.gripper_change_repeats < 1:
             raise ConfigError(f"gripper_change_repeats must be >= 1, got {self.gripper_change_repeats}")
         if self.widen < 1:

@@ -102,7 +102,7 @@ def test_video_frames_keep_one_size_before_and_after_the_first_action():
 
 @pytest.fixture(scope="module")
 def chunk_checkpoint(tmp_path_factory):
-    model = VLA.from_config("tiny", image_size=32, norm_stats=STATS, action_chunk=4, seed=1)
+    model = VLA.from_config("tiny", image_size=32, norm_stats=STATS, action_chunk=4, seed=1, execute_actions=3)
     return model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny32-chunk")
 
 
@@ -133,15 +133,16 @@ def served(chunk_checkpoint):
 
 def test_eval_through_a_server_matches_the_checkpoint_played_locally(chunk_checkpoint, served, tmp_path):
     """`clearvla eval --server`: the same model behind `clearvla serve` plays the same episodes step for step (its
-    chunks run open loop through client.RemotePolicy's queue, as VLAPolicy's locally)."""
+    chunks run open loop through client.RemotePolicy's queue, as VLAPolicy's locally, both re-planning after the
+    3 actions the checkpoint's `execute_actions` names)."""
     assert main(["eval", "--server", served, "--token", "t", "--suite", "train", "--episodes", "2", "--workers", "1",
-                 "--execute", "3", "--out", str(tmp_path), "--videos", "none"]) == 0
+                 "--out", str(tmp_path), "--videos", "none"]) == 0
     remote = json.loads((tmp_path / "report.json").read_text())["suites"][0]["results"]
     local = evaluate_suite(chunk_checkpoint, "train", 2, workers=1, videos="none", execute=3).episodes
     assert [(r["success"], r["steps"]) for r in remote] == [(e.success, e.steps) for e in local]
     from clearvla.client import PolicyClient, RemotePolicy
 
-    policy = RemotePolicy(PolicyClient(served, token="t"), execute=3)
+    policy = RemotePolicy(PolicyClient(served, token="t"))
     obs = {"image": np.zeros((32, 32, 3), np.uint8)}
     first = [policy.select_action(obs, {"instruction": "pick up the nut"}) for _ in range(4)]
     assert len(policy.queue) == 2  # the 4th action came from a second request, whose chunk has 2 left

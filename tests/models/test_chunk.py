@@ -160,3 +160,24 @@ def test_loader_chunks_repeat_the_last_action_past_the_end():
 def test_config_rejects_a_negative_chunk():
     with pytest.raises(ConfigError, match="action_chunk must be an integer >= 0"):
         VLA.from_config("tiny", image_size=32, action_chunk=-1)
+
+
+def test_a_checkpoint_says_how_many_actions_of_each_chunk_to_run(tmp_path, monkeypatch):
+    """`execute_actions` travels in config.json; a policy built without `execute` re-plans at that step, an explicit
+    `execute` overrides it, and an out-of-range value is refused naming the field."""
+    vla = VLA.from_config("tiny", image_size=32, seed=0, norm_stats=NORM, action_chunk=K, execute_actions=2).eval()
+    vla.save_pretrained(tmp_path / "ck")
+    loaded = VLA.from_pretrained(tmp_path / "ck")
+    assert loaded.config.execute_actions == 2
+    calls = []
+    real = loaded.predict_action_chunk
+    monkeypatch.setattr(loaded, "predict_action_chunk", lambda *a, **k: calls.append(1) or real(*a, **k))
+    obs, info = {"image": _image(5)}, {"instruction": "lift the nut"}
+    policy = VLAPolicy(loaded)
+    [policy(obs, info) for _ in range(5)]
+    assert len(calls) == 3  # steps 0, 2 and 4
+    assert VLAPolicy(loaded, execute=K).execute == K
+    with pytest.raises(ConfigError, match="execute_actions must be an integer from 0 .* chunk length 4, got 5"):
+        VLA.from_config("tiny", image_size=32, action_chunk=K, execute_actions=5)
+    with pytest.raises(ConfigError, match="execute_actions .* chunk length 0"):
+        VLA.from_config("tiny", image_size=32, execute_actions=1)

@@ -115,7 +115,7 @@ def test_chunk_models_answer_the_whole_chunk_limited_step_by_step(two_camera_vla
                                 action_chunk=4).eval()
     arm = RobotLimits(max_translation=0.005, workspace_low=(-0.5,) * 3, workspace_high=(0.5,) * 3)
     service = PolicyService(chunk_vla, ServeConfig(safety=SafetyConfig({"arm": arm})))
-    assert service.metadata["chunk_size"] == 4
+    assert service.metadata["chunk_size"] == 4 and service.metadata["execute_actions"] == 4
     payload, obs, state = _request(np.random.default_rng(2))
     res = asyncio.run(_served(service, payload))
     raw = chunk_vla.predict_action_chunk(obs, "put the nut in the tray", "w", proprio=state)

@@ -83,3 +83,22 @@ def test_position_tables_resample_smoothly_and_exactly_at_the_same_grid():
     assert (finer[1:, :, 0] >= finer[:-1, :, 0]).all() and (finer[:, 1:, 0] == finer[:, :1, 0]).all()
     with pytest.raises(ValueError, match="not a square grid"):
         resample_position_table(torch.zeros(1, 6, 2), 4)
+
+
+def test_execute_actions_is_written_into_the_run_and_kept_from_a_checkpoint(chunk_checkpoint, norm_stats, tmp_path):
+    """A run's `execute_actions` goes into its model config (so its checkpoints are played that way), every weight
+    unchanged; 0 keeps the init checkpoint's; more than the chunk is refused."""
+    path, chunk = chunk_checkpoint
+    replans = build_model(TrainConfig(init=str(path), proprio=True, execute_actions=1), norm_stats)
+    assert replans.config.execute_actions == 1
+    for name, weight in chunk.state_dict().items():
+        torch.testing.assert_close(replans.state_dict()[name], weight, msg=name)
+    replans.save_pretrained(tmp_path / "replans")
+    kept = build_model(TrainConfig(init=str(tmp_path / "replans"), proprio=True), norm_stats)
+    assert kept.config.execute_actions == 1
+    fresh = build_model(TrainConfig(init="tiny", image_size=32, action_chunk=4, execute_actions=2), norm_stats)
+    assert fresh.config.execute_actions == 2
+    with pytest.raises(ConfigError, match="execute_actions must be an integer from 0 .* chunk length 2, got 3"):
+        build_model(TrainConfig(init=str(path), proprio=True, execute_actions=3), norm_stats)
+    with pytest.raises(ConfigError, match="execute_actions must be >= 0"):
+        TrainConfig(execute_actions=-1)

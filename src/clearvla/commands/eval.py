@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, help="--suite: camera size (default: the checkpoint's input size)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--execute", type=int, default=None,
-                   help="chunk models: actions of each predicted chunk run open loop before the next forward (default: all)")
+                   help="chunk models: actions of each predicted chunk run open loop before the next forward (default: the "
+                        "checkpoint's execute_actions, else the whole chunk)")
     p.add_argument("--temporal-ensemble", type=float, default=None, metavar="M",
                    help="chunk models: a forward at every step, acting on ACT's temporal ensemble of the last K chunks "
                         "(weights exp(-M * i), i = 0 the oldest; ACT uses 0.01, M < 0 favours the newest); K times the compute")

@@ -36,7 +36,7 @@ class EvalJob:
     dtype: str = "float32"
     quantize: str = "none"  # none | int8 | int4 (bitsandbytes)
     action_tokens_only: bool = False
-    execute: int | None = None  # chunk models: actions run open loop per forward (None: the whole chunk)
+    execute: int | None = None  # chunk models: actions run open loop per forward (None: the checkpoint's setting)
     ensemble: float | None = None  # chunk models: ACT's temporal ensemble with this weight decay (a forward per step)
     server: str | None = None  # a `clearvla serve` URL to act through instead of loading `checkpoint`
     token: str | None = None  # the server's bearer token
@@ -157,8 +157,8 @@ def evaluate_suite(
     """Success of a checkpoint on episodes start .. start + episodes - 1 of `suite` (a fixed list), with `workers`
     processes. `image_size` defaults to the checkpoint's input size. Failure videos go to out_dir/videos.
     `quantize` (none | int8 | int4) and `action_tokens_only` are applied in every worker (see infer/quantize.py);
-    `execute`: actions of each chunk run open loop (chunk models; None = the whole chunk); `ensemble`: act on ACT's
-    temporal ensemble instead (infer/policy.py). `server` (a `clearvla serve` URL, with `token`) instead of a
+    `execute`: actions of each chunk run open loop (chunk models; None = the checkpoint's `execute_actions`, else the
+    whole chunk); `ensemble`: act on ACT's temporal ensemble instead (infer/policy.py). `server` (a `clearvla serve` URL, with `token`) instead of a
     checkpoint: every worker acts through it (`client.RemotePolicy`), and image_size defaults to the served model's;
     dtype, quantize, action_tokens_only, center_crop and ensemble are then the server's or not available."""
     from clearvla.errors import ConfigError

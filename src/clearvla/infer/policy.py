@@ -23,7 +23,8 @@ class VLAPolicy:
     `norm_stats[unnorm_key]`. The last action is kept in `last_action` (for overlays and logs).
 
     Chunk models (action_chunk K > 0) run open loop: one forward fills a queue with the first `execute` actions of
-    the chunk (default all K) and the following calls pop it, LeRobot's `select_action` pattern; `reset` empties it.
+    the chunk (default the checkpoint's `execute_actions`, else all K) and the following calls pop it, LeRobot's
+    `select_action` pattern; `reset` empties it.
     With `ensemble` m they instead run a forward at every step and act on ACT's temporal ensemble: the mean of what
     each of the last K chunks predicted for this step, weighted exp(-m * i) with i = 0 the oldest chunk (ACT: m =
     0.01; m > 0 favours older chunks, m < 0 newer ones).
@@ -45,7 +46,7 @@ class VLAPolicy:
             raise InputError(f"execute must be between 1 and the model's chunk length {chunk}, got {execute}")
         if ensemble is not None and (not vla.config.action_chunk or execute is not None or not np.isfinite(ensemble)):
             raise InputError(f"ensemble needs a chunk model, no execute, and a finite weight decay m; got m={ensemble}")
-        self.execute = execute or chunk
+        self.execute = execute or vla.config.execute_actions or chunk
         self.queue: deque[np.ndarray] = deque()
         self.ensemble = ensemble
         self.chunks: deque[np.ndarray] = deque(maxlen=chunk)  # ensemble: the last K chunks, oldest first

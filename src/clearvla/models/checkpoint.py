@@ -88,6 +88,7 @@ def config_to_json(config: VLAConfig, norm_stats: dict[str, Any], dtype: torch.d
             "slot_embeddings": config.slot_embeddings,
             "prefix_attention": config.prefix_attention,
             "focus_head": config.focus_head,
+            "execute_actions": config.execute_actions,
         },
     }
 
@@ -138,6 +139,7 @@ def config_from_json(raw: dict[str, Any], where: str) -> tuple[VLAConfig, dict[s
             slot_embeddings=bool(extra.get("slot_embeddings", False)),
             prefix_attention=str(extra.get("prefix_attention", "causal")),
             focus_head=bool(extra.get("focus_head", False)),
+            execute_actions=int(extra.get("execute_actions", 0)),
         )
     except ConfigError as e:
         raise CheckpointError(f"{where}: {e}") from None

@@ -14,7 +14,8 @@ Endpoints (every one but /healthz needs `Authorization: Bearer <token>` when a t
     WS   /ws         openpi-style: the server first sends the metadata, then answers each msgpack-numpy request
                      frame with the envelope (arrays as numpy); errors come back as a JSON text frame.
     GET  /healthz    {"status": "ok"}, no auth (for liveness probes).
-    GET  /metadata   model, cameras, proprio width, normalisation keys, action dims, chunk size, limits.
+    GET  /metadata   model, cameras, proprio width, normalisation keys, action dims, chunk size, the actions of
+                     each chunk to execute (the checkpoint's `execute_actions`), limits.
     GET  /stats      batching counters.
 
 Every error is `{"type": "error", "error": message, "status": code, "field": name}` with a 4xx status
@@ -183,6 +184,7 @@ class PolicyService:
             "proprio_dim": self.spec.proprio_dim, "norm_keys": sorted(dims), "action_dims": dims,
             "action_dim": next(iter(set(dims.values()))) if len(set(dims.values())) == 1 else None,
             "chunk_size": chunk_size(self.vla),
+            "execute_actions": int(getattr(cfg, "execute_actions", 0)) or chunk_size(self.vla),
             "batching": {"max_batch_size": self.config.max_batch_size, "max_wait_ms": self.config.max_wait_ms},
             "limits": self.config.safety.to_dict(), "default_deadline_ms": self.config.deadline_ms,
             "request_limits": {"max_body_bytes": self.config.limits.max_body_bytes,

@@ -54,8 +54,10 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
         inputs["slot_embeddings"] = True
     if cfg.focus_loss > 0:
         inputs["focus_head"] = True
+    if cfg.execute_actions:
+        inputs["execute_actions"] = cfg.execute_actions
     if cfg.action_tokens:
-        inputs.update(action_chunk=0, prefix_attention="causal", slot_embeddings=False, focus_head=False)
+        inputs.update(action_chunk=0, prefix_attention="causal", slot_embeddings=False, focus_head=False, execute_actions=0)
     if Path(cfg.init).is_dir():
         model = VLA.from_pretrained(cfg.init, dtype=torch.float32)
         if cfg.action_tokens and not model.config.action_chunk:
