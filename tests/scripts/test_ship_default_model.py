@@ -96,3 +96,12 @@ def test_train_report_is_reused_only_for_the_final_checkpoint_and_episodes(ship,
         ship.train_report(tmp_path / "eval", final, 4000, 10)
     with pytest.raises(SystemExit, match="not the run's final checkpoint"):
         ship.train_report(tmp_path / "eval", tmp_path / "other", 4000, 4)
+
+
+def test_the_card_says_how_a_chunk_model_was_played(ship) -> None:
+    """The Output line names the checkpoint's `execute_actions` when the scores re-planned mid-chunk."""
+    assert ship.output_line({}) == "OpenVLA's 7 action tokens, 256 bins each"
+    whole = ship.output_line({"clearvla": {"action_chunk": 8, "execute_actions": 0}})
+    assert whole.endswith("each whole chunk runs before the next forward")
+    replans = ship.output_line({"clearvla": {"action_chunk": 8, "execute_actions": 4}})
+    assert "8-step action chunks" in replans and "the first 4 actions of each chunk run" in replans
