@@ -167,9 +167,9 @@ class RemotePolicy:
     obs: {camera: uint8 [H, W, 3]} with every camera of the server's `metadata.cameras`, plus obs["proprio"] (the raw
     robot state) when the model reads one. Each answer's chunk (`actions` [K, A], after the server's limits) runs open
     loop: its first `execute` actions (default the server's `execute_actions`, the checkpoint's setting; all K from
-    older servers) are queued and the server is asked again when the queue is
-    empty. A clarifying question instead of an action raises RuntimeError: a loop without an operator cannot
-    answer it. client: a PolicyClient or WebsocketPolicyClient."""
+    older servers) are queued and the server is asked again when the queue is empty. A clarifying question instead
+    of an action raises RuntimeError: a loop without an operator cannot answer it. client: a PolicyClient or
+    WebsocketPolicyClient."""
 
     def __init__(self, client: Any, unnorm_key: str | None = None, *, instruction: str | None = None,
                  execute: int | None = None, robot: str | None = None) -> None:

@@ -158,9 +158,10 @@ def evaluate_suite(
     processes. `image_size` defaults to the checkpoint's input size. Failure videos go to out_dir/videos.
     `quantize` (none | int8 | int4) and `action_tokens_only` are applied in every worker (see infer/quantize.py);
     `execute`: actions of each chunk run open loop (chunk models; None = the checkpoint's `execute_actions`, else the
-    whole chunk); `ensemble`: act on ACT's temporal ensemble instead (infer/policy.py). `server` (a `clearvla serve` URL, with `token`) instead of a
-    checkpoint: every worker acts through it (`client.RemotePolicy`), and image_size defaults to the served model's;
-    dtype, quantize, action_tokens_only, center_crop and ensemble are then the server's or not available."""
+    whole chunk); `ensemble`: act on ACT's temporal ensemble instead (infer/policy.py). `server` (a `clearvla serve`
+    URL, with `token`) instead of a checkpoint: every worker acts through it (`client.RemotePolicy`), and image_size
+    defaults to the served model's; dtype, quantize, action_tokens_only, center_crop and ensemble are then the
+    server's or not available."""
     from clearvla.errors import ConfigError
     from clearvla.models.checkpoint import PROCESSOR_FILE
     from clearvla.models.processor import ImageProcessor
