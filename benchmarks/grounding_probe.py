@@ -9,13 +9,18 @@ scene holds another part of that kind.
 
 Run: .venv/bin/python benchmarks/grounding_probe.py [--checkpoint DIR] [--start 4000] [--episodes 100]
   ->  benchmarks/results/grounding_probe.json
+With `--reports R1 R2 ...` (`clearvla eval --suite train` output directories) nothing is played: each report's
+episodes, as recorded, are broken down by reference type side by side (1,000 episodes of an evaluation already run
+instead of 100 more), -> benchmarks/results/grounding_reports.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import torch
 from common import write_result
@@ -49,12 +54,40 @@ def with_colour(setup: EpisodeSetup) -> str:
     return re.sub(rf"\b{kind}\b", f"{train_wording('colour', colour)} {kind}", setup.instruction, count=1)
 
 
+def from_reports(reports: list[str]) -> None:
+    """Success and `wrong_part` per reference type for the train-suite episodes of evaluation reports."""
+    outcomes: dict[str, dict[str, Counter]] = {}
+    for report in reports:
+        suite = json.loads(Path(report, "report.json").read_text())["suites"][0]
+        if suite["suite"] != "train":
+            raise SystemExit(f"{report}: a {suite['suite']} evaluation; reference types are for the train suite")
+        by_type: dict[str, Counter] = defaultdict(Counter)
+        for r in suite["results"]:
+            setup = suites.setup(suites.episode("train", r["index"]))
+            for kind in ("all", reference_type(setup)):
+                by_type[kind]["episodes"] += 1
+                by_type[kind]["success" if r["success"] else r["failure"]] += 1
+        outcomes[report] = by_type
+    first = outcomes[reports[0]]
+    kinds = sorted({k for t in outcomes.values() for k in t}, key=lambda k: (k != "all", -first[k]["episodes"]))
+    print("| names the part by | episodes | " + " | ".join(f"{r}: success / wrong_part" for r in reports) + " |")
+    print("|---|---|" + "---|" * len(reports))
+    for kind in kinds:
+        cells = " | ".join(f"{outcomes[r][kind]['success']} / {outcomes[r][kind]['wrong_part']}" for r in reports)
+        print(f"| {kind} | {first[kind]['episodes']} | {cells} |")
+    path = write_result("grounding_reports", {r: {k: dict(c) for k, c in t.items()} for r, t in outcomes.items()})
+    print(f"\n{path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(default_model_dir()))
     parser.add_argument("--start", type=int, default=4000)
     parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--reports", nargs="+", help="evaluation output directories to break down instead of playing")
     args = parser.parse_args()
+    if args.reports:
+        return from_reports(args.reports)
 
     torch.set_num_threads(1)
     vla = VLA.from_pretrained(args.checkpoint)

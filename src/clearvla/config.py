@@ -283,6 +283,12 @@ class TrainConfig:
     """Frames whose gripper command (the last action dimension) changes, a grasp or a release, are drawn this many
     times per pass over an episode (about one frame in thirty in the simulator's data; with 1 a model can learn the
     grasp as a timing inside its action chunk rather than from what it sees, benchmarks/input_ablation.py)."""
+    paraphrases: tuple[str, ...] = ()
+    """Per dataset, a paraphrase file (`clearvla sim paraphrase`; data/paraphrases.py) or "" for none: other
+    instructions that mean the same as each episode's, which training frames draw from (language augmentation)."""
+    paraphrase_prob: float = 0.5
+    """The chance that a training frame of an episode with paraphrases reads one of them, drawn uniformly, instead of
+    its recorded instruction."""
     mode: str = "full"
     """full | lora | frozen-vision | last-layer | sandwich (OpenVLA's fine-tuning variants)."""
     lora_rank: int = 32
@@ -332,6 +338,10 @@ class TrainConfig:
             raise ConfigError(f"execute_actions must be >= 0 (0 keeps the init checkpoint's), got {self.execute_actions}")
         if self.gripper_change_repeats < 1:
             raise ConfigError(f"gripper_change_repeats must be >= 1, got {self.gripper_change_repeats}")
+        if self.paraphrases and len(self.paraphrases) != len(self.datasets):
+            raise ConfigError(f"got {len(self.paraphrases)} paraphrases entries for {len(self.datasets)} datasets")
+        if not 0.0 <= self.paraphrase_prob <= 1.0:
+            raise ConfigError(f"paraphrase_prob must be in [0, 1], got {self.paraphrase_prob}")
         if self.widen < 1:
             raise ConfigError(f"widen must be an integer >= 1, got {self.widen}")
         if self.patch_loss < 0:

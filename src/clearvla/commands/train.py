@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from clearvla.data.cleaning import CleaningConfig
     from clearvla.data.loader import make_dataloader
     from clearvla.data.mixture import DatasetSpec, Mixture
+    from clearvla.data.paraphrases import load_paraphrases
     from clearvla.train.build import build_model
     from clearvla.train.distributed import init_distributed, shutdown, wrapper
     from clearvla.train.loop import train
@@ -99,13 +100,18 @@ def run(args: argparse.Namespace) -> int:
         cleaning=CleaningConfig(drop_outliers=cfg.drop_outliers, outlier_k=cfg.outlier_k),
         val_fraction=cfg.val_fraction, seed=cfg.seed, cache_dir=Path(cfg.run_dir) / "cache",
     )
+    paraphrases = {
+        m.name: load_paraphrases(path, m.name, len(m.source))
+        for m, path in zip(mixture.members, cfg.paraphrases or ("",) * len(cfg.datasets)) if path
+    }
     vla = build_model(cfg, mixture.norm_stats, device)
     apply_mode(vla, cfg.mode, LoraSettings(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout))
     trainable, total = count_parameters(vla)
     if dist.is_main:
         print(f"mode {cfg.mode}: {trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.2f}%)")
         for name, p in mixture.probabilities.items():
-            print(f"  dataset {name}: sampling probability {p:.3f}")
+            said = f"; paraphrases for {len(paraphrases[name])} episodes" if name in paraphrases else ""
+            print(f"  dataset {name}: sampling probability {p:.3f}{said}")
 
     def loader(split: str, seed: int):
         return make_dataloader(mixture, vla.tokenizer, vla.processor, split=split, batch_size=cfg.batch_size,
@@ -114,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
                                cameras=vla.config.cameras, proprio=vla.config.proprio_dim > 0,
                                action_chunk=vla.config.action_chunk, buffer_episodes=cfg.shuffle_buffer,
                                attention=split == "train" and (cfg.attention_loss > 0 or cfg.focus_loss > 0),
-                               gripper_change_repeats=cfg.gripper_change_repeats)
+                               gripper_change_repeats=cfg.gripper_change_repeats, paraphrases=paraphrases,
+                               paraphrase_prob=cfg.paraphrase_prob)
 
     # Each rank draws its own stream; a resumed run replays the stream up to where it stopped (data only).
     train_loader = loader("train", cfg.seed * 1000 + dist.rank)

@@ -122,6 +122,19 @@ def describe(
     return None
 
 
+def unique_references(obj: ObjectSpec, objects: Sequence[ObjectSpec]) -> list[Reference]:
+    """Every reference of any length that fits `obj` and no other part (`describe` picks a shortest one), each
+    plain one (no colour, no relation) also with the colour added, as `describe`'s over-specification does."""
+    out = []
+    for level in _options(obj, objects, allow_relation=True):
+        for ref in level:
+            if candidates(ref, objects) == [obj.name]:
+                out.append(ref)
+                if ref.colour is None and ref.relation is None:
+                    out.append(Reference(ref.kind, colour=obj.colour, size=ref.size))
+    return list(dict.fromkeys(out))
+
+
 def distinguishing_attributes(intended: ObjectSpec, others: Sequence[ObjectSpec], objects: Sequence[ObjectSpec]) -> list[str]:
     """Which of "colour", "size", "position" on their own tell `intended` apart from every part in `others`."""
     out = []
