@@ -6,6 +6,8 @@ scratch:
   location    one 10 px red square on grey at a random place; targets (x, y) = its centre in [-1, 1]
   binding     a red and a blue square; the instruction names one ("pick up the blue block"), whose centre is the
               target: the workcell's problem in small (find the part the words name). Not run unless asked (--tasks)
+  size        two red squares, `--sides SMALL LARGE` px (default 8 10: the workcell's medium and large parts differ
+              by 1.2x in width); the instruction names one by size ("pick up the large block"). Asked for by --tasks
 Reported every `--log-every` steps: the L1 error of (x, y) on that step's batch and (chunk head) on a fixed held-out
 batch of 128 frames, against 0.44, the error of the best constant prediction for a uniform target. In `binding`,
 finding both squares but not the named one gives about 0.29 (their midpoint). A model that reads the image position drives `location` well below
@@ -60,9 +62,23 @@ CONSTANT_L1 = 0.44  # targets are uniform on +-0.875 (8 px margins): the best co
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220)}
 
 
-def make_sample(task: str, rng: np.random.Generator, chunk: int) -> Sample:
+def make_sample(task: str, rng: np.random.Generator, chunk: int, sides: tuple[int, int] = (8, 10)) -> Sample:
     image = np.full((SIZE, SIZE, 3), 180, np.uint8)
     colour = "red"
+    if task == "size":  # two red squares; the instruction names one by size
+        named, other = ("large", "small") if rng.random() < 0.5 else ("small", "large")
+        side = dict(zip(("small", "large"), sides))
+        x, y = rng.integers(8, SIZE - 8, 2)
+        while True:
+            ox, oy = rng.integers(8, SIZE - 8, 2)
+            if max(abs(ox - x), abs(oy - y)) > 14:
+                break
+        for (cx, cy), name in (((ox, oy), other), ((x, y), named)):
+            half = side[name] // 2
+            image[cy - half : cy - half + side[name], cx - half : cx - half + side[name]] = COLOURS["red"]
+        action = np.zeros(7, np.float32)
+        action[:2] = (x / SIZE * 2 - 1, y / SIZE * 2 - 1)
+        return Sample(image, f"pick up the {named} block", action[None] if chunk else action, "probe")
     if task == "brightness":
         level = int(rng.integers(0, 256))
         image[:] = level
@@ -124,7 +140,7 @@ def synthetic_prefix(vla: VLA, mode: str, seed: int):
 
 def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, patch_size: int,
         llm_only: str | None = None, patch_loss: float = 0.0, batch_size: int = 32,
-        attention_loss: float = 0.0, prefix_attention: str = "causal") -> list[dict]:
+        attention_loss: float = 0.0, prefix_attention: str = "causal", sides: tuple[int, int] = (8, 10)) -> list[dict]:
     torch.manual_seed(seed)
     chunk = 1 if head == "chunk" else 0
     if (attention_loss or prefix_attention != "causal") and not chunk:
@@ -139,10 +155,10 @@ def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, 
     collator = VLACollator(vla.tokenizer, vla.processor)
     optimizer = torch.optim.AdamW(vla.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
-    held_out = collator([make_sample(task, np.random.default_rng(seed + 12345), chunk) for _ in range(HELD_OUT)])
+    held_out = collator([make_sample(task, np.random.default_rng(seed + 12345), chunk, sides) for _ in range(HELD_OUT)])
     history, start = [], time.perf_counter()
     for step in range(steps + 1):
-        batch = collator([make_sample(task, rng, chunk) for _ in range(batch_size)])
+        batch = collator([make_sample(task, rng, chunk, sides) for _ in range(batch_size)])
         inputs = {"actions": batch["actions"]} if chunk else {"labels": batch["labels"]}
         if attention_loss:
             inputs["attention_target"] = target_patches(batch["actions"], patch_size)
@@ -176,26 +192,29 @@ def main() -> None:
     parser.add_argument("--patch-size", type=int, default=16, help="ViT patch side (the tiny preset's is 16)")
     parser.add_argument("--llm-only", choices=("gated", "additive"), default=None,
                         help="replace vision + projector by hand-made patch tokens (location task only)")
-    parser.add_argument("--tasks", nargs="+", choices=("brightness", "location", "binding"), default=["brightness", "location"])
+    parser.add_argument("--tasks", nargs="+", choices=("brightness", "location", "binding", "size"), default=["brightness", "location"])
     parser.add_argument("--attention-loss", type=float, default=0.0,
                         help="weight of the slots' attention supervision (0: off; chunk head, learned slot embeddings)")
     parser.add_argument("--prefix-attention", choices=("causal", "bidirectional"), default="causal",
                         help="chunk head: how patches and instruction attend to each other")
     parser.add_argument("--batch-size", type=int, default=32, help="frames per step")
+    parser.add_argument("--sides", type=int, nargs=2, default=(8, 10), metavar=("SMALL", "LARGE"),
+                        help="size task: the two squares' sides in px (default 8 10)")
     parser.add_argument("--patch-loss", type=float, default=0.0, help="weight of the patch-reconstruction loss (0: off)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tasks = ("location",) if args.llm_only else tuple(args.tasks)
     results = {task: run(task, args.head, args.steps, args.lr, args.log_every, args.seed, args.patch_size, args.llm_only,
-                         args.patch_loss, args.batch_size, args.attention_loss, args.prefix_attention)
+                         args.patch_loss, args.batch_size, args.attention_loss, args.prefix_attention, tuple(args.sides))
                for task in tasks}
     summary = {task: float(np.mean([h.get("held_out_xy_l1", h["xy_l1"]) for h in rows[-4:]])) for task, rows in results.items()}
     name = f"vision_probe_llm_only_{args.llm_only}" if args.llm_only else "_".join(["vision_probe", *tasks] + (["patch_loss"] if args.patch_loss else []))
     name += "_attention_loss" if args.attention_loss else ""
     name += f"_{args.prefix_attention}" if args.prefix_attention != "causal" else ""
     name += f"_bs{args.batch_size}" if args.batch_size != 32 else ""
+    name += f"_sides{args.sides[0]}-{args.sides[1]}" if "size" in tasks else ""
     path = write_result(name, {"preset": "tiny", "image_size": SIZE, "patch_size": args.patch_size, "head": args.head,
-                               "lr": args.lr, "llm_only": args.llm_only, "patch_loss": args.patch_loss, "attention_loss": args.attention_loss, "prefix_attention": args.prefix_attention, "batch_size": args.batch_size, "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
+                               "lr": args.lr, "llm_only": args.llm_only, "patch_loss": args.patch_loss, "attention_loss": args.attention_loss, "prefix_attention": args.prefix_attention, "batch_size": args.batch_size, "sides": list(args.sides), "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
     print(f"\nfinal xy L1 (held-out when logged; mean of the last 4 logs; constant prediction ~{CONSTANT_L1}): {summary}\nwrote {path}")
 
 
