@@ -102,6 +102,12 @@ def _options(obj: ObjectSpec, objects: Sequence[ObjectSpec], allow_relation: boo
     return levels
 
 
+def _unique_levels(obj: ObjectSpec, objects: Sequence[ObjectSpec], allow_relation: bool) -> list[list[Reference]]:
+    """`_options` kept to the references that fit `obj` and no other part, still grouped by length."""
+    levels = _options(obj, objects, allow_relation)
+    return [[r for r in level if candidates(r, objects) == [obj.name]] for level in levels]
+
+
 def describe(
     obj: ObjectSpec,
     objects: Sequence[ObjectSpec],
@@ -112,8 +118,7 @@ def describe(
 ) -> Reference | None:
     """A shortest reference that fits `obj` and no other part (random among equals), or None if none exists.
     With probability `overspecify` a colour is added to a reference that does not need it."""
-    for level in _options(obj, objects, allow_relation):
-        unique = [r for r in level if candidates(r, objects) == [obj.name]]
+    for unique in _unique_levels(obj, objects, allow_relation):
         if unique:
             ref = unique[int(rng.integers(len(unique)))]
             if ref.colour is None and ref.relation is None and rng.random() < overspecify:
@@ -126,12 +131,10 @@ def unique_references(obj: ObjectSpec, objects: Sequence[ObjectSpec]) -> list[Re
     """Every reference of any length that fits `obj` and no other part (`describe` picks a shortest one), each
     plain one (no colour, no relation) also with the colour added, as `describe`'s over-specification does."""
     out = []
-    for level in _options(obj, objects, allow_relation=True):
-        for ref in level:
-            if candidates(ref, objects) == [obj.name]:
-                out.append(ref)
-                if ref.colour is None and ref.relation is None:
-                    out.append(Reference(ref.kind, colour=obj.colour, size=ref.size))
+    for ref in (r for unique in _unique_levels(obj, objects, allow_relation=True) for r in unique):
+        out.append(ref)
+        if ref.colour is None and ref.relation is None:
+            out.append(Reference(ref.kind, colour=obj.colour, size=ref.size))
     return list(dict.fromkeys(out))
 
 

@@ -31,16 +31,14 @@ def paraphrases(setup_: EpisodeSetup) -> list[str]:
     target, direction = setup_.parse["target"], setup_.parse["direction"]
     target_ref = None if target is None else lang.Reference(target["kind"], target["colour"], target["size"])
     word = lang.train_wording
-    out = set()
+    target_text = lang.phrase(target_ref, objects, word) if target_ref else None
+    direction_text = word("direction", direction) if direction else None
     focus = next(o for o in objects if o.name == setup_.intended_object)
-    for ref in lang.unique_references(focus, objects):
-        for template in TRAIN_TEMPLATES[setup_.task.task]:
-            out.add(lang.instruction(
-                template,
-                lang.phrase(ref, objects, word),
-                target=lang.phrase(target_ref, objects, word) if target_ref else None,
-                direction=word("direction", direction) if direction else None,
-            ))
+    out = {
+        lang.instruction(template, lang.phrase(ref, objects, word), target=target_text, direction=direction_text)
+        for ref in lang.unique_references(focus, objects)
+        for template in TRAIN_TEMPLATES[setup_.task.task]
+    }
     out.discard(setup_.instruction)
     return sorted(out)
 
