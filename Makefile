@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 
-.PHONY: install demo test bench default-model libero-env clean
+.PHONY: install demo test bench default-model libero-env lerobot-env clean
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	echo "torch==2.13.0" > $(VENV)/constraints.txt
 	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e ".[dev]"
+	# openpi-client (tests/serve/test_openpi_client.py) declares numpy<2 but runs on numpy 2: its dependencies, then it
+	# without them, so pip never downgrades numpy.
+	$(PY) -m pip install -q -c $(VENV)/constraints.txt dm-tree attrs wrapt
+	$(PY) -m pip install -q --no-deps openpi-client==0.1.2
 	scripts/install_mesa.sh
 	touch $(STAMP)
 
@@ -36,6 +40,25 @@ $(LIBERO_STAMP): pyproject.toml
 	$(LIBERO_PY) -c "from libero.libero import benchmark; from libero.libero.envs import OffScreenRenderEnv"
 	scripts/install_mesa.sh
 	touch $(LIBERO_STAMP)
+
+# The real `lerobot` package for tests/data/test_lerobot_interop.py (skipped without it), in its own venv: lerobot 0.6.1
+# needs Python >= 3.12 and torch < 2.12, the main venv has Python 3.11 and torch 2.13. On x86_64 PyPI has only CUDA
+# builds of torch 2.11; installing it --no-deps with just the CUDA libraries it links (tests/data/lerobot_env*.txt)
+# takes 4.1 GB and ~90 s instead of 5.5 GB (measured). PY312 picks the interpreter: `make lerobot-env PY312=/usr/bin/python3.12`.
+LEROBOT_VENV  := .venv-lerobot
+LEROBOT_PY    := $(LEROBOT_VENV)/bin/python
+LEROBOT_STAMP := $(LEROBOT_VENV)/.installed
+PY312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
+
+lerobot-env: $(LEROBOT_STAMP)
+
+$(LEROBOT_STAMP): tests/data/lerobot_env_nodeps.txt tests/data/lerobot_env.txt
+	test -x $(LEROBOT_PY) || $(PY312) -m venv $(LEROBOT_VENV)
+	$(LEROBOT_PY) -m pip install -q --upgrade pip
+	$(LEROBOT_PY) -m pip install -q --no-deps -r tests/data/lerobot_env_nodeps.txt
+	$(LEROBOT_PY) -m pip install -q -r tests/data/lerobot_env.txt  # pip then lists what step 1 left out: expected
+	$(LEROBOT_PY) -c "from lerobot.datasets.lerobot_dataset import LeRobotDataset; from lerobot.datasets.aggregate import aggregate_datasets"
+	touch $(LEROBOT_STAMP)
 
 demo: install
 	$(VENV)/bin/clearvla demo
@@ -90,4 +113,4 @@ default-model: install
 	$(PY) scripts/ship_default_model.py runs/default_model_stage11 --start 4000 --episodes-train 1000 --episodes-heldout 100
 
 clean:
-	rm -rf $(VENV) $(LIBERO_VENV) .pytest_cache runs
+	rm -rf $(VENV) $(LIBERO_VENV) $(LEROBOT_VENV) .pytest_cache runs

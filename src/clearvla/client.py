@@ -62,13 +62,17 @@ class ActResult:
 
     @classmethod
     def from_envelope(cls, body: dict[str, Any]) -> "ActResult":
+        """A `/v1/act` envelope, or a `/ws` reply (which carries the chunk only: step 0 is taken from it)."""
         def arr(value: Any) -> np.ndarray | None:
             return None if value is None else np.asarray(value, dtype=np.float64)
 
-        return cls(body.get("type", "action"), arr(body.get("action")), arr(body.get("raw_action")),
-                   bool(body.get("clipped", False)), tuple(body.get("clip_reasons") or ()), body.get("question"),
-                   body.get("latency_ms"), arr(body.get("actions")), arr(body.get("raw_actions")),
-                   tuple(tuple(r) for r in body.get("step_clip_reasons") or ()), body)
+        actions, raw_actions = arr(body.get("actions")), arr(body.get("raw_actions"))
+        steps = tuple(tuple(r) for r in body.get("step_clip_reasons") or ())
+        action = arr(body.get("action")) if "action" in body else (None if actions is None else actions[0])
+        raw_action = arr(body.get("raw_action")) if "raw_action" in body else (None if raw_actions is None else raw_actions[0])
+        reasons = tuple(body["clip_reasons"] or ()) if "clip_reasons" in body else (steps[0] if steps else ())
+        return cls(body.get("type", "action"), action, raw_action, bool(body.get("clipped", bool(reasons))), reasons,
+                   body.get("question"), body.get("latency_ms"), actions, raw_actions, steps, body)
 
 
 def build_request(image: np.ndarray, instruction: str, unnorm_key: str | None = None, *, images: dict[str, np.ndarray] | None = None,
@@ -209,7 +213,7 @@ class RemotePolicy:
 
 # --- websocket ------------------------------------------------------------------------------------------
 class WebsocketPolicyClient:
-    """Websocket client (`/ws`, msgpack with numpy arrays as in openpi). Connects on first use; reconnects
+    """Websocket client (`/ws`, openpi's msgpack-numpy protocol). Connects on first use; reconnects
     (up to `retries` times per call) when the connection drops. `metadata` is what the server sent on connect."""
 
     def __init__(self, url: str = "ws://127.0.0.1:8000/ws", *, token: str | None = None, timeout: float = 2.0,

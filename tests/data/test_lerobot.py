@@ -1,4 +1,5 @@
-"""LeRobot v3.0: write, read back, layout and field names, atomic finalisation, corrupt video."""
+"""LeRobot v3.0: write, read back, layout and field names, statistics, attention masks, camera names, atomic
+finalisation, corrupt video."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from clearvla.data.formats import SkipLog
 from clearvla.data.formats.lerobot import LeRobotSource, LeRobotWriter, read_lerobot
-from clearvla.errors import DataError
+from clearvla.errors import ConfigError, DataError
 
 
 def _write(root, episodes, **kwargs):
@@ -139,3 +140,92 @@ def test_other_codebase_versions_are_refused(tmp_path, synth):
     (root / "meta/info.json").write_text(json.dumps(info))
     with pytest.raises(DataError, match="'v2.1' is not supported"):
         LeRobotSource(root)
+
+
+def _masked(synth, n: int = 2):
+    """Episodes with random 8 x 16 attention masks for both cameras."""
+    episodes = [synth.make_episode(6, seed=k) for k in range(n)]
+    for k, episode in enumerate(episodes):
+        rng = np.random.default_rng(k)
+        episode.attention = {c: (rng.random((len(episode), 8, 16)) < 0.3).astype(np.uint8) for c in episode.images}
+    return episodes
+
+
+def test_attention_masks_are_declared_as_stored_and_read_back(tmp_path, synth):
+    episodes = _masked(synth)
+    root = _write(tmp_path / "ds", episodes)
+    feature = json.loads((root / "meta/info.json").read_text())["features"]["observation.attention.image"]
+    data = pq.read_table(root / "data/chunk-000/file-000.parquet")
+    # what `datasets` casts the column to: a fixed-size list of shape[0] uint8 (a [h, w] shape made LeRobot fail)
+    assert feature["shape"] == [128] and str(data.schema.field("observation.attention.image").type) == "fixed_size_list<element: uint8>[128]"
+    assert feature["info"] == {"mask.height": 8, "mask.width": 16}
+    for a, b in zip(episodes, read_lerobot(root)):
+        np.testing.assert_array_equal(a.attention["wrist_image"], b.attention["wrist_image"])
+
+
+def test_recordings_declaring_masks_2d_still_read(tmp_path, synth):
+    episodes = _masked(synth)
+    root = _write(tmp_path / "ds", episodes)
+    info = json.loads((root / "meta/info.json").read_text())
+    for camera in ("image", "wrist_image"):  # the layout of recordings made before masks were declared flat
+        info["features"][f"observation.attention.{camera}"] = {"dtype": "uint8", "shape": [8, 16], "names": ["height", "width"]}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    for a, b in zip(episodes, read_lerobot(root)):
+        np.testing.assert_array_equal(a.attention["image"], b.attention["image"])
+    info["features"]["observation.attention.image"] = {"dtype": "uint8", "shape": [128], "names": None}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(DataError, match=r"info.json: feature 'observation.attention.image' needs shape \[h\*w\]"):
+        next(read_lerobot(root))
+
+
+def test_statistics_in_lerobots_layout(tmp_path, synth):
+    episodes = [synth.make_episode(6 + k, seed=k) for k in range(2)]
+    root = _write(tmp_path / "ds", episodes)
+    numeric = {"action", "observation.state", "timestamp", "frame_index", "episode_index", "index", "task_index", "next.done"}
+    keys = numeric | {"observation.images.image", "observation.images.wrist_image"}
+    stats = json.loads((root / "meta/stats.json").read_text())
+    assert set(stats) == keys
+    names = {"min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"}
+    assert all(set(s) == names for s in stats.values())
+    rows = pq.read_table(root / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert {c for c in rows[1] if c.startswith("stats/")} == {f"stats/{k}/{n}" for k in keys for n in names}
+    assert rows[1]["stats/index/min"] == [6.0] and rows[1]["stats/action/count"] == [7]
+    assert np.array(rows[1]["stats/observation.images.image/q50"]).shape == (3, 1, 1)
+    image = stats["observation.images.image"]
+    assert image["count"] == [13] and np.array(image["mean"]).shape == (3, 1, 1)
+    pixels = np.concatenate([e.images["image"] for e in episodes]).reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(np.array(image["mean"]).ravel(), pixels.mean(0), atol=0.02)  # video, so not exact
+    np.testing.assert_allclose(stats["action"]["mean"], np.concatenate([e.actions for e in episodes]).mean(0), atol=1e-6)
+
+
+def _cameras_as(synth, names: dict[str, str], n: int = 2) -> list:
+    episodes = []
+    for k in range(n):
+        episode = synth.make_episode(6, seed=k)
+        episode.images = {new: episode.images[old] for old, new in names.items()}
+        episodes.append(episode)
+    return episodes
+
+
+def test_a_single_camera_dataset_feeds_the_models_only_camera(tmp_path, synth, tiny_tokenizer, processor):
+    from clearvla.data.loader import make_dataloader
+    from clearvla.data.mixture import Mixture
+
+    root = _write(tmp_path / "so100", _cameras_as(synth, {"image": "front"}))
+    assert LeRobotSource(root).cameras == ["front"]
+    mixture = Mixture.build([root], val_fraction=0.0)
+    batch = next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=2, num_workers=0)))
+    assert batch["pixel_values"].shape[0] == 2
+    with pytest.raises(ConfigError, match="dataset 'so100' has no camera 'image'; it has: front \\(the model reads image, wrist_image"):
+        next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=2, num_workers=0,
+                                  cameras=("image", "wrist_image"))))
+
+
+def test_camera_mismatch_names_the_datasets_cameras(tmp_path, synth, tiny_tokenizer, processor):
+    from clearvla.data.loader import make_dataloader
+    from clearvla.data.mixture import Mixture
+
+    root = _write(tmp_path / "aloha", _cameras_as(synth, {"image": "top", "wrist_image": "left_wrist"}))
+    mixture = Mixture.build([root], val_fraction=0.0)
+    with pytest.raises(ConfigError, match="dataset 'aloha' has no camera 'image'; it has: top, left_wrist"):
+        next(iter(make_dataloader(mixture, tiny_tokenizer, processor, batch_size=2, num_workers=0)))

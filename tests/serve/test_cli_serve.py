@@ -42,7 +42,8 @@ def test_quantized_model_serves(serve_checkpoint):
 
     import numpy as np
 
-    from clearvla.serve.app import PolicyService, ServeConfig, load_model
+    from clearvla.serve.app import load_model
+    from clearvla.serve.service import PolicyService, ServeConfig
     from clearvla.serve.codecs import json_numpy_encode
 
     vla = load_model(serve_checkpoint, device="cpu", quantize="int8")

@@ -69,6 +69,21 @@ def test_one_corrupted_field(server, field, value):
 
 
 @FUZZ
+@given(field=st.sampled_from(["observation/image", "observation/wrist_image", "observation/state", "prompt", "images", "state",
+                              "observation/joint_position", "observation/gripper_position"]),
+       value=json_values | fake_arrays)
+def test_one_corrupted_openpi_field(server, field, value):
+    payload = {"observation/image": _encode(VALID_IMAGE), "prompt": "pick up the red block", "unnorm_key": "workcell",
+               "observation/state": _encode(np.zeros(8))}
+    payload[field] = value
+    response = _post(server, json.dumps(payload), path="/v1/act")
+    if response.status_code == 200:  # a valid prompt, or a camera the model does not read (dropped)
+        assert field in ("prompt", "observation/wrist_image", "images", "observation/state") and len(response.json()["action"]) == 7
+    else:
+        _assert_client_error(response)
+
+
+@FUZZ
 @given(array=fake_arrays)
 def test_hostile_json_numpy_images(server, array):
     payload = _valid()

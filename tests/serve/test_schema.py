@@ -11,7 +11,8 @@ import pytest
 
 from clearvla.serve.codecs import json_numpy_decode, json_numpy_dumps, json_numpy_encode, msgpack_pack, msgpack_unpack
 from clearvla.serve.errors import RequestError
-from clearvla.serve.schema import ModelSpec, RequestLimits, openvla_body, parse_act, parse_json_body
+from clearvla.serve.responses import openvla_body
+from clearvla.serve.schema import ModelSpec, RequestLimits, parse_act, parse_json_body
 
 SPEC = ModelSpec(("image",), 0, {"workcell": 7})
 LIMITS = RequestLimits(max_body_bytes=2**20, max_image_side=256)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from clearvla.serve.app import PolicyService, ServeConfig
+from clearvla.serve.service import PolicyService, ServeConfig
 from clearvla.serve.codecs import json_numpy_encode
 from clearvla.serve.errors import RequestError
 from clearvla.serve.safety import RobotLimits, SafetyConfig
@@ -127,6 +127,9 @@ def test_chunk_models_answer_the_whole_chunk_limited_step_by_step(two_camera_vla
     body = res.envelope()
     assert np.asarray(body["actions"]).shape == (4, 7) and body["step_clip_reasons"] == reasons
     assert body["clip_reasons"] == reasons[0] and body["action"] == body["actions"][0]
+    reply = res.websocket_reply()  # openpi's ActionChunkBroker slices every array leaf along axis 0
+    assert {k: v.shape for k, v in reply.items() if isinstance(v, np.ndarray)} == {"actions": (4, 7), "raw_actions": (4, 7)}
+    assert "action" not in reply and reply["step_clip_reasons"] == reasons
 
 
 def test_token_models_answer_a_chunk_of_one(two_camera_vla):

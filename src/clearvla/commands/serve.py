@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("request limits")
     g.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body / websocket message")
     g.add_argument("--max-image-side", type=int, default=2048, help="largest image side in pixels")
+    p.add_argument("--openvla-compat", action="store_true",
+                   help="POST /act answers failures as OpenVLA's deploy.py does (HTTP 200, body \"error\", the reason in the "
+                        "server log), ignores unknown fields and converts greyscale images to RGB; /v1/act stays strict")
     p.add_argument("--ask-threshold", type=float, default=None,
                    help="answer /v1/act and /ws with a clarifying question ({\"type\": \"ask\"}) when the model's uncertainty, "
                         "in [0, 1], is above this: the entropy of the first action tokens, or for chunk models the "
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         deadline_ms=args.deadline_ms, center_crop=args.center_crop,
         limits=RequestLimits(max_body_bytes=max_body, max_image_side=args.max_image_side),
         safety=safety, model_name=args.checkpoint.resolve().name, ask_threshold=args.ask_threshold,
+        openvla_compat=args.openvla_compat,
     )
     if args.threads is not None:
         import torch
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(vla, config)
     if not _is_loopback(args.host) and token is None:
         log.warning("serving on %s without --token: anyone who can reach this port can drive the robot", args.host)
-    print(f"clearvla serve: {args.checkpoint} on http://{args.host}:{args.port} (POST /act, /v1/act, WS /ws)"
+    print(f"clearvla serve: {args.checkpoint} on http://{args.host}:{args.port} (POST /act{' (OpenVLA compat)' if args.openvla_compat else ''}, /v1/act, WS /ws and /)"
           f"{'; bearer token required' if token else ''}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, ws_max_size=max_body, ws_per_message_deflate=False,
                 log_level="info" if args.verbose else "warning", server_header=False, timeout_keep_alive=30)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from clearvla.actions.normalize import NormStats
 from clearvla.data.augment import AugmentConfig
 from clearvla.data.batching import Sample, VLACollator
+from clearvla.data.episode import Episode
 from clearvla.data.formats import SkipLog, check_on_error
 from clearvla.data.mixture import Mixture, MixtureMember
 from clearvla.errors import ConfigError, DataError
@@ -66,6 +67,20 @@ def gripper_changes(gripper: np.ndarray, span: float) -> np.ndarray:
     return moved & (span > 0)
 
 
+def camera_map(dataset: str, have: Sequence[str], want: Sequence[str]) -> dict[str, str]:
+    """Model camera -> dataset camera. Cameras match by name; a single-camera dataset feeds a single-camera model
+    whatever the two names (a LeRobot dataset's `front` as the model's `image`). Anything else is a ConfigError naming
+    the cameras the dataset has."""
+    if all(c in have for c in want):
+        return {c: c for c in want}
+    if len(have) == 1 and len(want) == 1:
+        return {want[0]: have[0]}
+    missing = next(c for c in want if c not in have)
+    raise ConfigError(f"dataset {dataset!r} has no camera {missing!r}; it has: {', '.join(have) or 'none'} (the model "
+                      f"reads {', '.join(want)}; cameras match by name, and a single-camera dataset feeds a "
+                      "single-camera model)")
+
+
 class _EpisodeReader:
     """Loads kept episodes of one dataset as model-sized frames of every camera, normalised actions and proprio
     (`proprio_stats` None: the model reads no robot state) and, with `attention`, every camera's attention masks.
@@ -82,24 +97,39 @@ class _EpisodeReader:
         self.paraphrases = paraphrases or {}
         self.size, self.processor = int(processor.image_size), processor
         self.on_error, self.skips = on_error, skips
+        self._names: dict[str, str] | None = None  # model camera -> dataset camera, once known (camera_map)
+
+    def _episode(self, index: int) -> tuple[Episode, dict[str, str]]:
+        """Episode `index` of the dataset with the cameras the model reads decoded, and the camera map. A source that
+        does not list its cameras (`source.cameras`) shows them by loading an episode whole, once, on a mismatch."""
+        source = self.member.source
+        if self._names is None and getattr(source, "cameras", None) is not None:
+            self._names = camera_map(self.member.name, source.cameras, self.cameras)
+        names = self._names or {c: c for c in self.cameras}
+        episode = source.load(index, images=True, cameras=list(names.values()))
+        if self._names is None:
+            if any(c not in episode.images for c in names.values()):
+                episode = source.load(index, images=True)
+            self._names = names = camera_map(self.member.name, episode.cameras, self.cameras)
+        missing = [c for c in names.values() if c not in episode.images]
+        if missing:
+            raise DataError(f"dataset {self.member.name!r}, episode {index}: no frames of camera {missing[0]!r}; it has: "
+                            f"{', '.join(episode.cameras) or 'none'}")
+        return episode, names
 
     def load(self, position: int, rng: np.random.Generator | None) -> _Loaded | None:
         entry = self.member.index.episodes[position]
         kept = entry.steps
         try:
-            episode = self.member.source.load(entry.index, images=True, cameras=list(self.cameras))
-            missing = [c for c in self.cameras if c not in episode.images]
-            if missing:
-                have = episode.cameras or "none"
-                raise ConfigError(f"dataset {self.member.name!r} has no camera {missing[0]!r}; it has: {have}")
+            episode, names = self._episode(entry.index)
             if self.proprio_stats is not None and episode.proprio is None:
                 raise ConfigError(f"dataset {self.member.name!r} has no proprio (robot state) stream, which the model reads")
-            if self.attention and any(c not in (episode.attention or {}) for c in self.cameras):
+            if self.attention and any(names[c] not in (episode.attention or {}) for c in self.cameras):
                 raise ConfigError(f"dataset {self.member.name!r} has no attention masks for cameras {list(self.cameras)} "
                                   "(attention supervision needs them: record with `clearvla sim record --image-size` "
                                   "a multiple of 32)")
             everything = len(kept) == len(episode) and kept[-1] == len(episode) - 1
-            frames = [episode.images[c] if everything else episode.images[c][kept] for c in self.cameras]
+            frames = [episode.images[names[c]] if everything else episode.images[names[c]][kept] for c in self.cameras]
         except DataError as e:
             if self.on_error == "fail":
                 raise
@@ -115,7 +145,7 @@ class _EpisodeReader:
         attention = None
         if self.attention:
             assert episode.attention is not None
-            attention = np.stack([episode.attention[c][kept] for c in self.cameras], axis=1)
+            attention = np.stack([episode.attention[names[c]][kept] for c in self.cameras], axis=1)
         if rng is None:
             order = np.arange(len(stacked))
         else:

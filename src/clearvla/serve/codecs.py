@@ -76,6 +76,16 @@ def json_numpy_decode(obj: Any, field: str, max_bytes: int) -> np.ndarray:
     return _from_bytes(raw, dtype, shape, field)
 
 
+def decode_array(value: Any, field: str, max_bytes: int) -> np.ndarray:
+    """A request value -> numpy array: a msgpack frame's already-decoded array, or a json_numpy dict (REST)."""
+    if isinstance(value, np.ndarray):  # msgpack frames arrive decoded
+        return value
+    if is_json_numpy(value):
+        return json_numpy_decode(value, field, max_bytes)
+    raise RequestError(f"{field} must be a numpy array (json_numpy over REST, msgpack-numpy over the websocket), "
+                       f"got {describe(value)}", field=field)
+
+
 # --- msgpack-numpy (openpi) -----------------------------------------------------------------------------
 def msgpack_pack(obj: Any) -> bytes:
     """An object holding numpy arrays -> msgpack bytes in openpi's format."""

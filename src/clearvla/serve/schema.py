@@ -1,8 +1,10 @@
-"""What `/act` (and the websocket) accept and answer, and the validation every request passes before the model.
+"""What `/act`, `/v1/act` and the websocket accept, and the validation every request passes before the model
+(the answers are rendered in responses.py).
 
 Request (a JSON object with json_numpy arrays over REST, a msgpack map with numpy arrays over the websocket):
 
-    image        uint8 [H, W, 3] RGB          required; OpenVLA's field, the model's first camera
+    image        uint8 [H, W, 3] RGB          required; OpenVLA's field, the model's first camera (also CHW
+                                              [3, H, W] and float in [0, 1]: see images.py)
     instruction  str                          required, e.g. "pick up the red block"
     unnorm_key   str | null                   normalisation key (optional when the checkpoint has one)
     images       {camera: uint8 [H, W, 3]}    the model's other cameras (multi-camera checkpoints)
@@ -14,13 +16,16 @@ Request (a JSON object with json_numpy arrays over REST, a msgpack map with nump
                                               the server received it
     deadline     number                       the same as an absolute Unix time in seconds (client clock)
 
-or OpenVLA's double-encoded form `{"encoded": "<the same object as a json_numpy JSON string>"}`.
-Unknown fields are rejected (a typo in `robot` must not silently select another robot's limits).
+or OpenVLA's double-encoded form `{"encoded": "<the same object as a json_numpy JSON string>"}`, or openpi's
+observation layouts (`prompt`, `observation/image`, ...: aliases.py). Unknown fields are rejected (a typo in
+`robot` must not silently select another robot's limits), except in OpenVLA compat mode (`openvla_compat=True`,
+`clearvla serve --openvla-compat`), which ignores them and converts greyscale images as deploy.py does.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -29,9 +34,13 @@ import numpy as np
 
 from clearvla.actions.normalize import select_stats
 from clearvla.errors import UnnormKeyError
-from clearvla.serve.codecs import describe, is_json_numpy, json_numpy_decode, json_numpy_dumps, json_numpy_encode
+from clearvla.serve.aliases import ALIASES, canonical
+from clearvla.serve.codecs import decode_array, describe
 from clearvla.serve.errors import RequestError
+from clearvla.serve.images import rgb_image
 from clearvla.serve.safety import resolve_deadline
+
+log = logging.getLogger(__name__)
 
 FIELDS = ("image", "instruction", "unnorm_key", "images", "proprio", "state", "robot", "deadline_ms", "deadline")
 MAX_PROPRIO = 1024
@@ -80,11 +89,12 @@ class ActRequest:
     deadline: float | None
     received: float
     double_encoded: bool = False
+    ee_state: bool = True  # proprio starts with the end-effector position (False: a joint-space openpi layout)
 
     @property
     def ee_position(self) -> np.ndarray | None:
-        """The end-effector position [3] metres: the first three entries of proprio."""
-        return None if self.proprio is None or len(self.proprio) < 3 else self.proprio[:3]
+        """The end-effector position [3] metres: the first three entries of an end-effector proprio."""
+        return None if self.proprio is None or len(self.proprio) < 3 or not self.ee_state else self.proprio[:3]
 
     @property
     def group(self) -> tuple[str, bool]:
@@ -123,41 +133,32 @@ def parse_act(
     default_deadline_ms: float | None = None,
     wall_now: float | None = None,
     double_encoded: bool = False,
+    openvla_compat: bool = False,
 ) -> ActRequest:
     """A decoded payload -> ActRequest. Raises RequestError (4xx) naming the field for anything that is missing,
     mistyped, mis-shaped, non-finite or too large. `received` is the monotonic arrival time; the deadline is
-    resolved against it (`safety.resolve_deadline`), with the server's `default_deadline_ms`."""
+    resolved against it (`safety.resolve_deadline`), with the server's `default_deadline_ms`. openvla_compat:
+    ignore unknown fields and accept greyscale/RGBA images, as OpenVLA's deploy.py does."""
     if not isinstance(payload, dict):
         raise RequestError(f"the request must be an object with 'image' and 'instruction', got {describe(payload)}", status=400)
-    unknown = sorted(str(k) for k in set(payload) - set(FIELDS))
+    aliased = canonical(payload, spec.cameras)
+    payload = aliased.payload
+    unknown = sorted(str(k)[:100] for k in set(payload) - set(FIELDS))
+    if unknown and not openvla_compat:
+        raise RequestError(f"unknown field(s) {unknown[:10]}; allowed: {', '.join(FIELDS)} (or openpi's "
+                           f"{', '.join(ALIASES)})", field=unknown[0])
     if unknown:
-        raise RequestError(f"unknown field(s) {unknown[:10]}; allowed: {', '.join(FIELDS)}", field=unknown[0][:100])
+        log.info("/act: ignoring unknown field(s) %s, as OpenVLA's deploy.py does", unknown[:10])
     for name in ("image", "instruction"):
         if name not in payload:
-            raise RequestError(f"missing field {name!r} (OpenVLA's payload: image, instruction, unnorm_key)", field=name)
-
-    image = _image(payload["image"], "image", limits)
-    extra = payload.get("images") or {}
-    if not isinstance(extra, dict):
-        raise RequestError(f"'images' must be an object {{camera name: image}}, got {describe(extra)}", field="images")
-    others = spec.cameras[1:]
-    wrong = sorted(str(name) for name in extra if name not in others)
-    if wrong:
-        hint = "send the first camera as 'image'" if spec.cameras[0] in extra else f"this model's other cameras: {list(others) or 'none'}"
-        raise RequestError(f"unexpected camera(s) {wrong[:10]} in 'images'; {hint}", field="images")
-    missing = [name for name in others if name not in extra]
-    if missing:
-        raise RequestError(f"missing camera(s) {missing} in 'images'; this model reads {list(spec.cameras)}", field="images")
-    observation: np.ndarray | dict[str, np.ndarray] = image
-    if len(spec.cameras) > 1:
-        observation = {spec.cameras[0]: image, **{name: _image(extra[name], f"images.{name}", limits) for name in others}}
-
+            raise RequestError(f"missing field {name!r} (OpenVLA's payload: image, instruction, unnorm_key; openpi's: "
+                               "observation/image, prompt)", field=name)
+    observation = _observation(payload, spec, limits, greyscale=openvla_compat)
     instruction = payload["instruction"]
     if not isinstance(instruction, str) or not instruction.strip():
         raise RequestError(f"'instruction' must be a non-empty string, got {describe(instruction)}", field="instruction")
     if len(instruction) > limits.max_instruction_chars:
         raise RequestError(f"'instruction' has {len(instruction)} characters (limit {limits.max_instruction_chars})", field="instruction")
-
     unnorm_key = payload.get("unnorm_key")
     if unnorm_key is not None and not isinstance(unnorm_key, str):
         raise RequestError(f"'unnorm_key' must be a string or null, got {describe(unnorm_key)}", field="unnorm_key")
@@ -173,29 +174,30 @@ def parse_act(
     deadline_ms = _number(payload, "deadline_ms", low=0.0, high=MAX_DEADLINE_MS)
     deadline_unix = _number(payload, "deadline", low=0.0, high=1e11)
     deadline = resolve_deadline(received, deadline_ms, deadline_unix, default_deadline_ms, wall_now)
-    return ActRequest(observation, instruction, unnorm_key, proprio, spec.proprio_dim > 0, robot, deadline, received, double_encoded)
+    return ActRequest(observation, instruction, unnorm_key, proprio, spec.proprio_dim > 0, robot, deadline, received,
+                      double_encoded, aliased.ee_state)
 
 
-def _array(value: Any, field: str, limits: RequestLimits) -> np.ndarray:
-    if isinstance(value, np.ndarray):  # msgpack frames arrive decoded
-        return value
-    if is_json_numpy(value):
-        return json_numpy_decode(value, field, limits.max_body_bytes)
-    raise RequestError(f"{field} must be a numpy array (json_numpy over REST, msgpack-numpy over the websocket), "
-                       f"got {describe(value)}", field=field)
+def _observation(payload: dict[str, Any], spec: ModelSpec, limits: RequestLimits, greyscale: bool) -> np.ndarray | dict[str, np.ndarray]:
+    """`image` (+ `images`) -> uint8 [H, W, 3], or {camera: image} with every camera of a multi-camera model."""
+    def image(value: Any, field: str) -> np.ndarray:
+        return rgb_image(value, field, limits.max_body_bytes, limits.max_image_side, greyscale=greyscale)
 
-
-def _image(value: Any, field: str, limits: RequestLimits) -> np.ndarray:
-    image = _array(value, field, limits)
-    if image.dtype != np.uint8:
-        raise RequestError(f"{field} must have dtype uint8 (RGB 0..255), got {image.dtype}", field=field)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise RequestError(f"{field} must have shape [H, W, 3] (RGB), got {list(image.shape)}", field=field)
-    h, w = image.shape[:2]
-    if not (1 <= h <= limits.max_image_side and 1 <= w <= limits.max_image_side):
-        status = 413 if max(h, w) > limits.max_image_side else 422
-        raise RequestError(f"{field} is {h}x{w}; each side must be 1..{limits.max_image_side} pixels", status=status, field=field)
-    return image
+    first = image(payload["image"], "image")
+    extra = payload.get("images") or {}
+    if not isinstance(extra, dict):
+        raise RequestError(f"'images' must be an object {{camera name: image}}, got {describe(extra)}", field="images")
+    others = spec.cameras[1:]
+    wrong = sorted(str(name) for name in extra if name not in others)
+    if wrong:
+        hint = "send the first camera as 'image'" if spec.cameras[0] in extra else f"this model's other cameras: {list(others) or 'none'}"
+        raise RequestError(f"unexpected camera(s) {wrong[:10]} in 'images'; {hint}", field="images")
+    missing = [name for name in others if name not in extra]
+    if missing:
+        raise RequestError(f"missing camera(s) {missing} in 'images'; this model reads {list(spec.cameras)}", field="images")
+    if len(spec.cameras) == 1:
+        return first
+    return {spec.cameras[0]: first, **{name: image(extra[name], f"images.{name}") for name in others}}
 
 
 def _proprio(payload: dict[str, Any], spec: ModelSpec) -> np.ndarray | None:
@@ -215,7 +217,7 @@ def _proprio(payload: dict[str, Any], spec: ModelSpec) -> np.ndarray | None:
         except OverflowError:
             raise RequestError(f"'{field}' holds a number too large for float64", field=field) from None
     else:
-        state = _array(value, field, RequestLimits(max_body_bytes=8 * MAX_PROPRIO))
+        state = decode_array(value, field, 8 * MAX_PROPRIO)
         if state.dtype.kind not in "iuf":
             raise RequestError(f"'{field}' must hold numbers, got dtype {state.dtype}", field=field)
         state = state.astype(np.float64)
@@ -239,63 +241,3 @@ def _number(payload: dict[str, Any], field: str, low: float, high: float) -> flo
     if not math.isfinite(number) or not low < number <= high:
         raise RequestError(f"'{field}' must be a finite number in ({low:g}, {high:g}], got {describe(value)}", field=field)
     return number
-
-
-# --- responses -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ActResponse:
-    """What the server answers. kind: "action", or "ask" (a clarifying question instead of an action, when the
-    server runs with an ask threshold; the actions are then None). actions / raw_actions: float64 [K, A] after /
-    before the safety limits, K = 1 for action-token models and the chunk size for chunk models; step_reasons: the
-    limits that changed each step. `action`, `raw_action`, `clip_reasons`: step 0's."""
-
-    kind: str
-    actions: np.ndarray | None
-    raw_actions: np.ndarray | None
-    step_reasons: tuple[tuple[str, ...], ...]
-    robot: str | None
-    unnorm_key: str
-    latency_ms: float
-    batch_size: int
-    question: str | None = None
-
-    @property
-    def action(self) -> np.ndarray | None:
-        return None if self.actions is None else self.actions[0]
-
-    @property
-    def raw_action(self) -> np.ndarray | None:
-        return None if self.raw_actions is None else self.raw_actions[0]
-
-    @property
-    def clip_reasons(self) -> tuple[str, ...]:
-        return self.step_reasons[0] if self.step_reasons else ()
-
-    @property
-    def clipped(self) -> bool:
-        return bool(self.clip_reasons)
-
-    def envelope(self, arrays: str = "list") -> dict[str, Any]:
-        """The versioned answer (`/v1/act`, websocket). arrays="list": JSON number lists; "numpy": arrays
-        (for msgpack)."""
-
-        def out(a: np.ndarray | None) -> Any:
-            return None if a is None else (a.tolist() if arrays == "list" else a)
-
-        body: dict[str, Any] = {"type": self.kind, "action": out(self.action), "raw_action": out(self.raw_action),
-                                "clipped": self.clipped, "clip_reasons": list(self.clip_reasons),
-                                "actions": out(self.actions), "raw_actions": out(self.raw_actions),
-                                "step_clip_reasons": [list(r) for r in self.step_reasons], "robot": self.robot,
-                                "unnorm_key": self.unnorm_key, "latency_ms": round(self.latency_ms, 3),
-                                "batch_size": self.batch_size}
-        if self.kind == "ask":
-            body["question"] = self.question
-            body["options"] = []  # a rephrase question: the answer is a new instruction
-        return body
-
-
-def openvla_body(action: np.ndarray, double_encoded: bool) -> bytes:
-    """OpenVLA deploy.py's response body, byte for byte: `JSONResponse(action)` under `json_numpy.patch()`, or
-    for double-encoded requests `JSONResponse(json_numpy.dumps(action))` (a JSON string holding the JSON)."""
-    content: Any = json_numpy_dumps(action) if double_encoded else json_numpy_encode(action)
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()

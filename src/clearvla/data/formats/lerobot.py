@@ -11,9 +11,11 @@
     videos/observation.images.<camera>/chunk-000/file-000.mp4   many episodes per file, one after another
 
 Files roll over at `data_files_size_in_mb` / `video_files_size_in_mb`; 1000 files make a chunk. Episode cameras map to
-`observation.images.<name>`, proprio to `observation.state`, attention masks to `observation.attention.<name>` (uint8
-[h, w] per frame; a clearvla column LeRobot ignores). Episode metadata round-trips as JSON in the extra
-episodes column `clearvla/metadata` (LeRobot ignores it).
+`observation.images.<name>`, proprio to `observation.state`, attention masks to `observation.attention.<name>` (h*w
+uint8 per frame, flat, declared with shape [h*w] and the mask size in the feature's "info"; LeRobot loads it as one
+more vector; older recordings declared [h, w], which LeRobot cannot load and we still read). Episode metadata
+round-trips as JSON in the extra episodes column `clearvla/metadata` (LeRobot ignores it). Datasets LeRobot wrote
+(AV1 or H.264 video, or PNG images in the parquet files) read the same way; camera names are the dataset's.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from clearvla.data.formats.lerobot_meta import (
     CHUNKS_SIZE,
     DATA_PATH,
     IMAGE_PREFIX,
+    MASK_HEIGHT,
+    MASK_WIDTH,
     METADATA_COLUMN,
     STATE,
     VIDEO_PATH,
@@ -216,6 +220,7 @@ class LeRobotSource:
         features = self.info.get("features", {})
         self.video_keys = [k for k, f in features.items() if f.get("dtype") == "video"]
         self.image_keys = [k for k, f in features.items() if f.get("dtype") == "image"]
+        self.cameras = [self.camera_name(k) for k in self.video_keys + self.image_keys]  # the dataset's own names
         self.episodes = read_episodes(self.path)
         self.tasks = read_tasks(self.path)
         self._tables: dict[Path, tuple[pa.Table, dict[int, tuple[int, int]]]] = {}
@@ -287,14 +292,24 @@ class LeRobotSource:
             raise DataError(f"{where}: {e}") from None
 
     def _attention(self, frames: pa.Table, n: int) -> dict[str, np.ndarray] | None:
-        """Per-camera attention masks [n, h, w] uint8 (shapes from info.json's features), or None if none recorded."""
+        """Per-camera attention masks [n, h, w] uint8 (sizes from info.json's features), or None if none recorded."""
         masks = {}
         for key, feature in self.info.get("features", {}).items():
             if key.startswith(ATTENTION_PREFIX) and key in frames.column_names:
-                h, w = feature["shape"]
+                h, w = self._mask_size(key, feature)
                 column = frames.column(key).combine_chunks().flatten()
                 masks[key.removeprefix(ATTENTION_PREFIX)] = column.to_numpy(zero_copy_only=False).astype(np.uint8).reshape(n, h, w)
         return masks or None
+
+    def _mask_size(self, key: str, feature: dict) -> tuple[int, int]:
+        """(h, w) of an attention feature: shape [h*w] with info mask.height / mask.width, or (older) shape [h, w]."""
+        shape, info = feature.get("shape", []), feature.get("info") or {}
+        if len(shape) == 2:
+            return int(shape[0]), int(shape[1])
+        if len(shape) == 1 and MASK_HEIGHT in info and MASK_WIDTH in info and info[MASK_HEIGHT] * info[MASK_WIDTH] == shape[0]:
+            return int(info[MASK_HEIGHT]), int(info[MASK_WIDTH])
+        raise DataError(f"{self.path / 'meta' / 'info.json'}: feature {key!r} needs shape [h*w] with info {MASK_HEIGHT} "
+                        f"and {MASK_WIDTH}, or shape [h, w]; got shape {shape}, info {info}")
 
     def _video(self, key: str, row: dict, n: int, where: str) -> np.ndarray:
         path = self.path / self.info.get("video_path", VIDEO_PATH).format(

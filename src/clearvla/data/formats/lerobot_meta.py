@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clearvla.data.episode import Episode
+from clearvla.data.formats.lerobot_stats import aggregate, image_stats, vector_stats
 from clearvla.errors import DataError
 
 CODEBASE_VERSION = "v3.0"
@@ -21,12 +22,15 @@ EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 TASKS_PATH = "meta/tasks.parquet"
 IMAGE_PREFIX = "observation.images."
 STATE = "observation.state"
-ATTENTION_PREFIX = "observation.attention."  # clearvla's per-camera attention masks (training-only; LeRobot ignores them)
+# clearvla's per-camera attention masks (training only): h*w uint8 per frame, flat. Earlier recordings declared
+# shape [h, w] for the same flat column, which LeRobot cannot read (it casts to nested lists); now shape [h*w] with
+# the mask size in the feature's "info".
+ATTENTION_PREFIX = "observation.attention."
+MASK_HEIGHT, MASK_WIDTH = "mask.height", "mask.width"
 ACTION = "action"
 METADATA_COLUMN = "clearvla/metadata"
 EPISODES_PER_META_FILE = 10_000
 EEF_ACTION_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
-_QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 _INDEX_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 
 
@@ -40,42 +44,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def vector_stats(x: np.ndarray, quantiles: bool = True) -> dict[str, list]:
-    """[N, D] -> LeRobot stats: min, max, mean, std (population), count, and q01..q99 per dimension."""
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    out = {"min": x.min(0).tolist(), "max": x.max(0).tolist(), "mean": x.mean(0).tolist(), "std": x.std(0).tolist(),
-           "count": [len(x)]}
-    if quantiles:
-        out.update({name: np.quantile(x, q, axis=0).tolist() for name, q in _QUANTILES.items()})
-    return out
-
-
-class _ImageStats:
-    """Running per-channel statistics of frames scaled to [0, 1], on every 4th pixel (LeRobot samples too)."""
-
-    def __init__(self) -> None:
-        self.sum, self.sumsq = np.zeros(3), np.zeros(3)
-        self.min, self.max = np.full(3, np.inf), np.full(3, -np.inf)
-        self.pixels = self.frames = 0
-
-    def add(self, frames: np.ndarray) -> None:
-        x = frames[:, ::4, ::4].reshape(-1, 3).astype(np.float64) / 255.0
-        self.sum += x.sum(0)
-        self.sumsq += (x * x).sum(0)
-        self.min, self.max = np.minimum(self.min, x.min(0)), np.maximum(self.max, x.max(0))
-        self.pixels += len(x)
-        self.frames += len(frames)
-
-    def to_dict(self) -> dict[str, list]:
-        mean = self.sum / max(self.pixels, 1)
-        std = np.sqrt(np.maximum(self.sumsq / max(self.pixels, 1) - mean**2, 0.0))
-        as_c11 = lambda v: [[[float(c)]] for c in v]  # noqa: E731  LeRobot's [3, 1, 1] image stats layout
-        return {
-            "min": as_c11(self.min), "max": as_c11(self.max), "mean": as_c11(mean), "std": as_c11(std),
-            "count": [self.frames],
-        }
-
-
 class MetaBuilder:
     """Collects what meta/ needs while a LeRobotWriter streams episodes, and writes it at the end."""
 
@@ -87,11 +55,9 @@ class MetaBuilder:
         self.action_dim = 0
         self.proprio_dim: int | None = None
         self.attention: dict[str, tuple[int, int]] = {}
-        self._actions: list[np.ndarray] = []
-        self._proprio: list[np.ndarray] = []
-        self._lengths: list[int] = []
-        self._task_per_episode: list[int] = []
-        self._images: dict[str, _ImageStats] = {}
+        self._frames: dict[str, list[np.ndarray]] = {}  # numeric per-frame features, per episode, for stats.json
+        self._image_stats: dict[str, list[dict[str, list]]] = {}  # per camera, per episode
+        self._n_frames = 0
 
     @property
     def n_episodes(self) -> int:
@@ -104,7 +70,6 @@ class MetaBuilder:
         if self.cameras is None:
             self.cameras, self.action_dim, self.proprio_dim = cameras, episode.actions.shape[1], proprio
             self.attention = attention
-            self._images = {name: _ImageStats() for name in cameras}
             return
         got = (cameras, episode.actions.shape[1], proprio, attention)
         want = (self.cameras, self.action_dim, self.proprio_dim, self.attention)
@@ -117,24 +82,34 @@ class MetaBuilder:
     def task_index(self, instruction: str) -> int:
         return self.tasks.setdefault(instruction, len(self.tasks))
 
+    def _numeric(self, episode: Episode, index: int) -> dict[str, np.ndarray]:
+        """The episode's numeric per-frame features (attention masks aside) as [T, D] arrays."""
+        n = len(episode)
+        frame_index = np.arange(n)
+        columns = {ACTION: episode.actions, **({STATE: episode.proprio} if episode.proprio is not None else {}),
+                   "timestamp": (frame_index / self.fps).astype(np.float32), "frame_index": frame_index, "episode_index": np.full(n, index),
+                   "index": self._n_frames + frame_index, "task_index": np.full(n, self.tasks[episode.instruction]),
+                   "next.done": np.asarray(episode.is_terminal, dtype=np.float64)}
+        return {key: np.asarray(values).reshape(n, -1) for key, values in columns.items()}
+
     def add_episode(self, episode: Episode, row: dict[str, Any]) -> None:
+        """Record one written episode: its meta/episodes `row` (file locations) gains tasks, length, stats."""
         index = self.n_episodes
         row = {"episode_index": index, "tasks": [episode.instruction], "length": len(episode), **row}
-        for key, values in ((ACTION, episode.actions), (STATE, episode.proprio)):
-            if values is not None:
-                for stat, value in vector_stats(values, quantiles=False).items():
-                    row[f"stats/{key}/{stat}"] = value
+        per_feature: dict[str, dict[str, list]] = {}
+        for key, values in self._numeric(episode, index).items():
+            per_feature[key] = vector_stats(values)
+            self._frames.setdefault(key, []).append(values)
+        for name, frames in episode.images.items():
+            per_feature[IMAGE_PREFIX + name] = image_stats(frames)
+            self._image_stats.setdefault(IMAGE_PREFIX + name, []).append(per_feature[IMAGE_PREFIX + name])
+        for key, stats in per_feature.items():
+            row.update({f"stats/{key}/{stat}": value for stat, value in stats.items()})
         row[METADATA_COLUMN] = json.dumps(episode.metadata, default=_jsonable, sort_keys=True)
         meta_file = index // EPISODES_PER_META_FILE
         row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = meta_file // CHUNKS_SIZE, meta_file % CHUNKS_SIZE
         self.rows.append(row)
-        self._actions.append(episode.actions)
-        if episode.proprio is not None:
-            self._proprio.append(episode.proprio)
-        self._lengths.append(len(episode))
-        self._task_per_episode.append(self.tasks[episode.instruction])
-        for name, frames in episode.images.items():
-            self._images[name].add(frames)
+        self._n_frames += len(episode)
 
     def _features(self) -> dict[str, Any]:
         features: dict[str, Any] = {}
@@ -150,7 +125,8 @@ class MetaBuilder:
         names = EEF_ACTION_NAMES if self.action_dim == 7 else [f"action_{i}" for i in range(self.action_dim)]
         features[ACTION] = {"dtype": "float32", "shape": [self.action_dim], "names": names}
         for name, (h, w) in self.attention.items():
-            features[ATTENTION_PREFIX + name] = {"dtype": "uint8", "shape": [h, w], "names": ["height", "width"]}
+            features[ATTENTION_PREFIX + name] = {"dtype": "uint8", "shape": [h * w], "names": None,
+                                                 "info": {MASK_HEIGHT: h, MASK_WIDTH: w}}
         features["timestamp"] = {"dtype": "float32", "shape": [1], "names": None}
         for key in _INDEX_FEATURES[1:]:
             features[key] = {"dtype": "int64", "shape": [1], "names": None}
@@ -158,27 +134,16 @@ class MetaBuilder:
         return features
 
     def _stats(self) -> dict[str, Any]:
-        if not self.rows:
-            return {}
-        stats: dict[str, Any] = {ACTION: vector_stats(np.concatenate(self._actions))}
-        if self._proprio:
-            stats[STATE] = vector_stats(np.concatenate(self._proprio))
-        frame_index = np.concatenate([np.arange(n) for n in self._lengths])
-        columns = {
-            "timestamp": frame_index / self.fps,
-            "frame_index": frame_index,
-            "episode_index": np.repeat(np.arange(len(self._lengths)), self._lengths),
-            "index": np.arange(len(frame_index)),
-            "task_index": np.repeat(self._task_per_episode, self._lengths),
-        }
-        stats.update({key: vector_stats(values[:, None]) for key, values in columns.items()})
-        stats.update({IMAGE_PREFIX + name: s.to_dict() for name, s in self._images.items()})
+        """meta/stats.json: exact statistics of every numeric feature; images aggregated from the episodes' (as
+        LeRobot aggregates them)."""
+        stats: dict[str, Any] = {key: vector_stats(np.concatenate(parts)) for key, parts in self._frames.items()}
+        stats.update({key: aggregate(parts) for key, parts in self._image_stats.items()})
         return stats
 
     def write(self, root: Path) -> None:
         meta = root / "meta"
         meta.mkdir(parents=True, exist_ok=True)
-        n_frames = int(sum(self._lengths))
+        n_frames = self._n_frames
         info = {
             "codebase_version": CODEBASE_VERSION, "robot_type": self.robot_type,
             "total_episodes": self.n_episodes, "total_frames": n_frames, "total_tasks": len(self.tasks),
