@@ -1,5 +1,5 @@
 """`clearvla recipe run recipes/default_model.yaml --smoke`: the whole shipped chain, every stage two steps on
-one-episode recordings (about 40 s on 2 cores), so a broken init, a missing dataset or a stage that cannot start from
+one-episode recordings (17-26 s on 2 shared cores), so a broken init, a missing dataset or a stage that cannot start from
 the one before fails here rather than hours into `make default-model`."""
 
 from __future__ import annotations

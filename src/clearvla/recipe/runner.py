@@ -92,8 +92,7 @@ def plan(recipe: Recipe, layout: Layout, until: str | None = None) -> list[Step]
     for stage in _stages(recipe, until):
         present = {d: fingerprint(layout.dataset(d)) for d in stage.datasets if layout.dataset(d).is_dir()}
         action, reason = decide(layout.stage(stage.name), hashes[stage.name], present)
-        if action == "skip" and (stage.init in trains or any(recipe.datasets[d].record.handover in trains
-                                                              for d in stage.datasets)):
+        if action == "skip" and stage.init in trains:
             action, reason = "rerun", f"stage {stage.init} before it trains again"
         trains |= {stage.name} if action != "skip" else set()
         steps.append(Step(stage.name, action, reason, hashes[stage.name]))
