@@ -73,44 +73,13 @@ bench: install
 	  case $$f in */common.py) continue;; */clarify.py|*/finetune_modes.py|*/input_ablation.py|*/latency_7b.py) echo "== $$f needs arguments: see its docstring"; continue;; esac; \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
-# Reproduces the shipped default model: demonstrations -> four training stages (resumable) -> a handover (DAgger)
-# round (stage 5) -> stage 5 acts first in new scenes -> stage 6 on all of it -> five more rounds, each model acting
-# first for the next (stages 7 to 11) -> evaluation on 1,000 unseen train scenes and 100 of each held-out suite.
-# Stages 1-2 learn on home-start episodes, stages 3-4 on random starts (configs/default_model_stage3.yaml says why);
-# in a handover recording the model acts first and the expert finishes.
-HOME_DEMOS := runs/data/workcell_train_3k_home
-DEMOS      := runs/data/workcell_train_3k
-HANDOVER   := runs/data/workcell_handover_1500
-HANDOVER2  := runs/data/workcell_handover2_1500
-HANDOVER3  := runs/data/workcell_handover3_2000
-HANDOVER4  := runs/data/workcell_handover4_2000
-HANDOVER5  := runs/data/workcell_handover5_1500
-HANDOVER6  := runs/data/workcell_handover6_1500
-HANDOVER7  := runs/data/workcell_handover7_1500
-RECORD     := $(VENV)/bin/clearvla sim record --suite train --image-size 128 --seed 0 --workers 2
-
-# One handover round: checkpoint $(1) acts first in $(3) train scenes from scene $(4) and the expert finishes, recorded
-# to $(2) (kept if it is there already); then config $(5) trains the next stage, resumably.
-define HANDOVER_ROUND
-	test -d $(2) || $(RECORD) --episodes $(3) --start $(4) --out $(2) --step-noise 0.004 --handover $(1)
-	$(VENV)/bin/clearvla train --config $(5) --resume
-endef
-
+# Reproduces the shipped default model: recipes/default_model.yaml records the demonstrations, trains stages 1-4, then
+# seven handover (DAgger) rounds, each stage acting first for the next (stages 5-11); every finished stage writes
+# runs/default_model/STAGE/manifest.json, so a rerun skips what is done and resumes what was interrupted. Then
+# evaluation on 1,000 unseen train scenes and 100 of each held-out suite, and the model card from the manifests.
 default-model: install
-	test -d $(HOME_DEMOS) || $(RECORD) --episodes 3000 --out $(HOME_DEMOS) --home-start
-	test -d $(DEMOS) || $(RECORD) --episodes 3000 --out $(DEMOS) --step-noise 0.004
-	$(VENV)/bin/clearvla train --config configs/workcell_chunk.yaml --datasets $(HOME_DEMOS) --run-dir runs/default_model_stage1 --resume
-	$(VENV)/bin/clearvla train --config configs/default_model_stage2.yaml --resume
-	$(VENV)/bin/clearvla train --config configs/default_model_stage3.yaml --resume
-	$(VENV)/bin/clearvla train --config configs/default_model.yaml --resume
-	$(call HANDOVER_ROUND,runs/default_model/checkpoints/step-00008000/model,$(HANDOVER),1500,0,configs/default_model_handover.yaml)
-	$(call HANDOVER_ROUND,runs/default_model_handover/checkpoints/step-00008000/model,$(HANDOVER2),1500,1700,configs/default_model_stage6.yaml)
-	$(call HANDOVER_ROUND,runs/default_model_stage6/checkpoints/step-00005000/model,$(HANDOVER3),2000,0,configs/default_model_stage7.yaml)
-	$(call HANDOVER_ROUND,runs/default_model_stage7/checkpoints/step-00004000/model,$(HANDOVER4),2000,0,configs/default_model_stage8.yaml)
-	$(call HANDOVER_ROUND,runs/default_model_stage8/checkpoints/step-00004000/model,$(HANDOVER5),1500,1800,configs/default_model_stage9.yaml)
-	$(call HANDOVER_ROUND,runs/default_model_stage9/checkpoints/step-00003000/model,$(HANDOVER6),1500,0,configs/default_model_stage10.yaml)
-	$(call HANDOVER_ROUND,runs/default_model_stage10/checkpoints/step-00003000/model,$(HANDOVER7),1500,2000,configs/default_model_stage11.yaml)
-	$(PY) scripts/ship_default_model.py runs/default_model_stage11 --start 4000 --episodes-train 1000 --episodes-heldout 100
+	$(VENV)/bin/clearvla recipe run recipes/default_model.yaml
+	$(PY) scripts/ship_default_model.py runs/default_model/stage11 --start 4000 --episodes-train 1000 --episodes-heldout 100
 
 clean:
 	rm -rf $(VENV) $(LIBERO_VENV) $(LEROBOT_VENV) .pytest_cache runs

@@ -1,7 +1,7 @@
 """Ship a trained run as clearvla's default model: copy its final checkpoint into the package, evaluate it
-on every suite, and write the model card (data, steps, time, scores) beside the weights. Stages are followed back
-through each run's `init`; a chain that starts from a shipped model (the previous default) carries its card's
-stages, recordings and time over.
+on every suite, and write the model card (data, steps, time, scores) beside the weights. The card is written from the
+manifests `clearvla recipe run` leaves in each stage's run directory, followed back through each stage's init; a chain
+that starts from a shipped model (the previous default) carries its card's stages, recordings and time over.
 
 usage: python scripts/ship_default_model.py RUN_DIR [--episodes-train 50] [--episodes-heldout 30] [--start 0]
        [--center-crop] [--train-report REPORT]
@@ -19,48 +19,36 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from clearvla.assets import DEFAULT_MODEL
 from clearvla.eval.report import SuiteReport, failure_counts, read_reports, write_reports
 from clearvla.models.checkpoint import publish_permissions
 from clearvla.eval.rollout import evaluate_suite
-from clearvla.sim.arm import HOME_QPOS
-from clearvla.sim.expert import DEFAULT_STEP_NOISE
 
 HELD_OUT = ("visual", "motion", "physical", "semantic", "ambiguous")
 
 
-def training_seconds(run: Path) -> tuple[float, dict, list[dict]]:
-    """(wall seconds estimated from logged samples/s, train_config, metrics rows) of a run directory."""
-    config = json.loads((run / "train_config.json").read_text())
-    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    rate = sum(h["samples_per_s"] for h in history) / len(history) / config["batch_size"]
-    return history[-1]["step"] / max(rate, 1e-9), config, history
-
-
-def stages(run: Path) -> list[tuple[Path, float, dict, list[dict]]]:
-    """(run dir, seconds, train_config, metrics rows) of `run` and of each run it was initialised from, first
-    stage first (a stage's `init` is RUN/checkpoints/step-N/model)."""
+def stages(run: Path) -> list[dict]:
+    """The manifests (clearvla.recipe.manifest) of `run` and of each stage it was initialised from, first stage first."""
     chain = []
-    while True:
-        chain.append((run, *training_seconds(run)))
-        init = Path(chain[-1][2]["init"])
-        run = init.parent.parent.parent  # RUN of RUN/checkpoints/step-N/model ("." for a shorter path)
-        if not (init.is_dir() and (run / "train_config.json").is_file()):
-            return chain[::-1]
+    while run is not None:
+        path = run / "manifest.json"
+        if not path.is_file():
+            raise SystemExit(f"{path} does not exist: ship a stage `clearvla recipe run` finished")
+        chain.append(json.loads(path.read_text()))
+        run = Path(chain[-1]["init_run"]) if chain[-1]["init_run"] else None
+    return chain[::-1]
 
 
-def inherited(chain: list[tuple[Path, float, dict, list[dict]]]) -> tuple[list[str], list[str], float]:
+def inherited(chain: list[dict]) -> tuple[list[str], list[str], float]:
     """(stage lines, recording commands, minutes) carried over from the model card of the checkpoint the first
     stage started from, when that is a shipped model (e.g. the previous default) rather than a preset or a run.
     Leading runs the card already names (the run that made the shipped model, when this chain continues it) are
     removed from `chain`: the card counts them."""
-    card = Path(chain[0][2]["init"]) / "README.md"
+    card = Path(chain[0]["init"]) / "README.md"
     if not card.is_file():
         return [], [], 0.0
     text = card.read_text()
-    while len(chain) > 1 and f"({chain[0][0]})" in text:
+    while len(chain) > 1 and f"({_run(chain[0])})" in text:
         del chain[0]
     data = re.search(r"^- \*\*Data\*\*: .*$", text, re.M)
     training = re.search(r"^- \*\*Training\*\*: (.*?)(?=^- )", text, re.M | re.S)
@@ -69,9 +57,9 @@ def inherited(chain: list[tuple[Path, float, dict, list[dict]]]) -> tuple[list[s
         raise SystemExit(f"{card}: not a clearvla model card with Training and Stage lines")
     minutes = float(re.search(r"about (\d+) min", training.group(1)).group(1))  # type: ignore[union-attr]
     # Shipping a run again (a new card for the same weights): the card already counts its stages and minutes.
-    again = [stage for stage in chain if f"({stage[0]})" in text]
-    lines = [line for line in lines if not any(f"({stage[0]})" in line for stage in again)]
-    minutes -= sum(stage[1] for stage in again) / 60
+    again = [stage for stage in chain if f"({_run(stage)})" in text]
+    lines = [line for line in lines if not any(f"({_run(stage)})" in line for stage in again)]
+    minutes -= sum(stage["wall_s"] for stage in again) / 60
     steps = re.search(r"(\d+) steps ×", training.group(1)).group(1)  # type: ignore[union-attr]
     lr = re.search(r"lr ([0-9.e-]+)", training.group(1)).group(1)  # type: ignore[union-attr]
     # The card's own stage ("this model: ... as above") gets its steps and lr spelled out.
@@ -80,38 +68,8 @@ def inherited(chain: list[tuple[Path, float, dict, list[dict]]]) -> tuple[list[s
     return lines, re.findall(r"`(clearvla sim record [^`]*)`", data.group(0)) if data else [], minutes
 
 
-def handover_name(checkpoint: Path, shipped_as: str) -> str:
-    """How a card names the model a handover recording started from. The package's default model is replaced by
-    shipping, and a copy of a shipped model (a directory with its own card) is not made by `make default-model`: both
-    are named by the stage their weights were, not by a path that will hold other weights or none."""
-    if checkpoint.resolve() == DEFAULT_MODEL.resolve():
-        return f"<{shipped_as}>"
-    card = checkpoint / "README.md"
-    stage = re.search(r"^- \*\*Stage (\d+)\*\* \(([^)]*)\), this model", card.read_text(), re.M) if card.is_file() else None
-    return f"<stage {stage.group(1)}, the final checkpoint of {stage.group(2)}>" if stage else str(checkpoint)
-
-
-def record_command(dataset: Path, shipped_as: str = "the shipped default model") -> str:
-    """The `clearvla sim record` command that made a dataset, from its episode count, episode metadata and the
-    arm's first pose (the home posture, or a random start)."""
-    import pyarrow.parquet as pq
-
-    info = json.loads((dataset / "meta" / "info.json").read_text())
-    episodes = pq.read_table(next((dataset / "meta" / "episodes").rglob("*.parquet")), columns=["clearvla/metadata"])
-    meta = json.loads(episodes.column(0)[0].as_py())
-    noise = meta.get("expert_step_noise")
-    options = "" if noise is None or abs(noise - DEFAULT_STEP_NOISE) < 1e-9 else f" --step-noise {noise:g}"
-    first_state = pq.read_table(next((dataset / "data").rglob("*.parquet")), columns=["observation.state"]).column(0)[0]
-    home = np.allclose(np.asarray(first_state.as_py())[7:], HOME_QPOS, atol=1e-3)  # joints of episode 0's first frame
-    options += " --home-start" if home else ""
-    options += "" if "observation.images.wrist_image" in info["features"] else " --no-wrist"
-    options += f" --start {meta['index']}" if meta["index"] else ""  # skipped episodes before it write nothing
-    if "handover_checkpoint" in meta:
-        window = meta.get("handover_window", [0.0, 0.5])
-        options += f" --handover {handover_name(Path(meta['handover_checkpoint']), shipped_as)}"
-        options += "" if window == [0.0, 0.5] else f" --handover-window {window[0]:g} {window[1]:g}"
-    return (f"clearvla sim record --suite {meta['suite']} --episodes {info['total_episodes']} --out {dataset} --image-size {meta['image_size']}"
-            f" --seed {meta['expert_seed']}{options}")
+def _run(manifest: dict) -> str:
+    return manifest["config"]["run_dir"]
 
 
 def state_entries(config: dict) -> str:
@@ -148,6 +106,36 @@ def train_report(path: Path, checkpoint: Path, start: int, episodes: int) -> Sui
     return report
 
 
+def stage_lines(chain: list[dict], before: list[str], before_recordings: list[str]) -> tuple[str, str]:
+    """(the card's Stage lines after the inherited ones, its recording commands) from the stages' manifests: what
+    each stage trained on, and the `clearvla sim record` command of every dataset, as the recipe ran them."""
+    n_stages = len(before) + len(chain)
+    earlier = "".join(f"\n{line}" for line in before) + "".join(
+        f"\n- **Stage {len(before) + i + 1}** ({_run(m)}): {m['steps']} steps"
+        f" {f'from stage {len(before) + i}' if before or i else 'from scratch'}"
+        f" on {', '.join(m['config']['datasets'])}, {state_entries(m['config'])}, lr {m['config']['lr']}."
+        for i, m in enumerate(chain[:-1])
+    )
+    if earlier:
+        earlier += f"\n- **Stage {n_stages}** ({_run(chain[-1])}), this model: fine-tuned from stage {n_stages - 1}, as above."
+    # One command per dataset; the card's own commands win (it knew which model a handover recording started from).
+    commands = {re.search(r"--out (\S+)", c).group(1): c for c in before_recordings}  # type: ignore[union-attr]
+    for m in chain:
+        for dataset in m["datasets"].values():
+            commands.setdefault(dataset["path"], dataset["record"])
+    return earlier, "; ".join(f"`{command}`" for command in commands.values())
+
+
+def evaluate(model: Path, args: argparse.Namespace, train: SuiteReport | None) -> list[SuiteReport]:
+    """The train suite (`train` when given: a reused report) and every held-out suite, written to RUN/ship_eval."""
+    options = dict(workers=args.workers, videos="none", center_crop=args.center_crop)
+    if train is None:
+        train = evaluate_suite(model, "train", args.episodes_train, start=args.start, **options)
+    reports = [train, *(evaluate_suite(model, s, args.episodes_heldout, **options) for s in HELD_OUT)]
+    write_reports(reports, args.run / "ship_eval")
+    return reports
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -159,43 +147,24 @@ def main() -> None:
     parser.add_argument("--train-report", type=Path, default=None,
                         help="report.json of `clearvla eval` on the final checkpoint and these train episodes: reused")
     args = parser.parse_args()
-    final = sorted((args.run / "checkpoints").glob("step-*"))[-1] / "model"
-    reused = train_report(args.train_report, final, args.start, args.episodes_train) if args.train_report else None
     chain = stages(args.run)
-    _, _, config, history = chain[-1]
+    final = Path(chain[-1]["final_checkpoint"]) / "model"
+    reused = train_report(args.train_report, final, args.start, args.episodes_train) if args.train_report else None
+    config, last = chain[-1]["config"], chain[-1]["metrics"]
     before, before_recordings, before_minutes = inherited(chain)
-    seconds = sum(stage[1] for stage in chain) + 60 * before_minutes
+    seconds = sum(stage["wall_s"] for stage in chain) + 60 * before_minutes
     n_stages = len(before) + len(chain)
-    earlier = "".join(f"\n{line}" for line in before) + "".join(
-        f"\n- **Stage {len(before) + i + 1}** ({run}): {rows[-1]['step']} steps"
-        f" {f'from stage {len(before) + i}' if before or i else 'from scratch'}"
-        f" on {', '.join(c['datasets'])}, {state_entries(c)}, lr {c['lr']}."
-        for i, (run, _, c, rows) in enumerate(chain[:-1])
-    )
-    if earlier:
-        earlier += f"\n- **Stage {n_stages}** ({args.run}), this model: fine-tuned from stage {n_stages - 1}, as above."
-    datasets = dict.fromkeys(d for _, _, c, _ in chain for d in c["datasets"])
-    # One command per dataset; the card's own commands win (it knew which model a handover recording started from).
-    commands = {re.search(r"--out (\S+)", c).group(1): c for c in before_recordings}  # type: ignore[union-attr]
-    for d in datasets:
-        commands.setdefault(d, record_command(Path(d), f"stage {len(before)}, the previous default model"))
-    recordings = "; ".join(f"`{command}`" for command in commands.values())
+    earlier, recordings = stage_lines(chain, before, before_recordings)
 
     staging = Path(tempfile.mkdtemp(prefix=".default_model-", dir=DEFAULT_MODEL.parent))
     shutil.copytree(final, staging, dirs_exist_ok=True)
-    options = dict(workers=args.workers, videos="none", center_crop=args.center_crop)
-    if reused is None:
-        reused = evaluate_suite(staging, "train", args.episodes_train, start=args.start, **options)
-    reports = [reused]
-    reports += [evaluate_suite(staging, s, args.episodes_heldout, **options) for s in HELD_OUT]
-    write_reports(reports, args.run / "ship_eval")
+    reports = evaluate(staging, args, reused)
     rows = "\n".join(
         f"| {r.suite} | {s['episodes']} | {s['success_rate']:.1%} | {s['ci95'][0]:.1%}–{s['ci95'][1]:.1%} |"
         for r, s in ((r, r.summary()) for r in reports)
     )
     modes = "; ".join(f"{r.suite}: {counts}" for r in reports if (counts := failure_counts(r)))
     size_mb = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file()) / 2**20
-    last = history[-1]
     evaluation = (f"`clearvla eval --suite SUITE --episodes N{' --center-crop' if args.center_crop else ''}`"
                   + (f", `train` from episode {args.start} (scenes the demonstrations never showed), the held-out suites"
                      f" from episode 0" if args.start else ""))
@@ -225,7 +194,9 @@ The `tiny` preset (OpenVLA's architecture: fused DINOv2-reg4 + SigLIP ViTs, fuse
 - **Training**: mode `{config['mode']}`, {last['step']} steps × batch {config['batch_size']}, AdamW lr {config['lr']}
   ({config['schedule']}, {config['warmup_steps']} warmup), seed {config['seed']}; about {seconds / 60:.0f} min on a
   2-core CPU ({f'all {n_stages} stages' if n_stages > 1 else 'one stage'}). Final train loss {last['loss']:.3f}, {fit}.{earlier}{patch}{binding}{focus}
-- **Reproduce**: `make default-model` (record → `clearvla train`{f' × {n_stages} stages' if n_stages > 1 else ''} → this card).
+- **Reproduce**: `make default-model` at commit {chain[-1]['git_commit']} (`clearvla recipe run {chain[-1]['recipe']}`:
+  record → train{f' × {n_stages} stages' if n_stages > 1 else ''}; each stage's manifest.json has its config hash and dataset
+  fingerprints → this card).
 - **Size**: {size_mb:.1f} MB on disk (float32 safetensors).
 - **Un-normalisation key**: `{next(iter(json.loads((staging / 'dataset_statistics.json').read_text())))}`.
 

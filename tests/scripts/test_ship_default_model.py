@@ -1,4 +1,5 @@
-"""scripts/ship_default_model.py: the model card carries earlier stages over without counting any twice."""
+"""scripts/ship_default_model.py: the model card is written from the stages' manifests and carries earlier stages
+over without counting any twice."""
 
 from __future__ import annotations
 
@@ -31,9 +32,15 @@ CARD = """# clearvla default model
 """
 
 
+def _manifest(run: str, init: str, init_run: str | None = None, datasets: dict | None = None) -> dict:
+    """A stage manifest as `clearvla recipe run` writes it (the fields the card reads); 30 min of training."""
+    return {"init": init, "init_run": init_run, "wall_s": 1800.0, "steps": 500, "datasets": datasets or {},
+            "config": {"run_dir": run, "datasets": [d["path"] for d in (datasets or {}).values()], "lr": 0.0002,
+                       "proprio": True, "proprio_indices": [5, 6]}}
+
+
 def _chain(init: Path, *runs: str) -> list:
-    """Stages as `stages()` gives them: (run dir, seconds, train_config, metrics rows); 30 min each."""
-    return [(Path(run), 1800.0, {"init": str(init)}, [{"step": 500}]) for run in runs]
+    return [_manifest(run, str(init)) for run in runs]
 
 
 def test_a_new_stage_continues_the_card(ship, tmp_path: Path) -> None:
@@ -54,32 +61,29 @@ def test_shipping_the_same_run_again_counts_it_once(ship, tmp_path: Path) -> Non
     assert minutes == 60
 
 
-def test_a_handover_from_a_copied_shipped_model_names_its_stage(ship, tmp_path: Path) -> None:
-    """A recording made by a copy of a shipped model is named by the stage and run its card gives, not by the copy's path
-    (which `make default-model` never creates); a run's checkpoint is named by its path."""
-    (tmp_path / "README.md").write_text(CARD)
-    assert ship.handover_name(tmp_path, "x") == "<stage 2, the final checkpoint of runs/second>"
-    assert ship.handover_name(tmp_path / "elsewhere", "x") == str(tmp_path / "elsewhere")
-    assert ship.handover_name(ship.DEFAULT_MODEL, "stage 9, the previous default model") == "<stage 9, the previous default model>"
-
-
-def _run(path: Path, init: str) -> None:
+def _write(path: Path, manifest: dict) -> None:
     path.mkdir(parents=True)
-    (path / "train_config.json").write_text(json.dumps({"init": init, "batch_size": 8}))
-    (path / "metrics.jsonl").write_text(json.dumps({"step": 800, "samples_per_s": 8.0}) + "\n")
+    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
-def test_stages_follow_inits_back_to_a_shipped_model_dir(ship, tmp_path: Path, monkeypatch) -> None:
-    """A chain started from a copied model directory (`--init base`, a path with no RUN/checkpoints/step-N above
-    it) ends there; a stage started from a run's checkpoint is followed back into that run."""
+def test_stages_follow_manifests_back_and_the_card_lists_their_data(ship, tmp_path: Path, monkeypatch) -> None:
+    """A chain is followed back through each manifest's init_run to the stage that started from a preset; the Stage
+    lines and recording commands come from the manifests, one command per dataset."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "base").mkdir()
-    _run(tmp_path / "first", "base")
-    (tmp_path / "first" / "checkpoints" / "step-00000800" / "model").mkdir(parents=True)
-    _run(tmp_path / "second", "first/checkpoints/step-00000800/model")
-    chain = ship.stages(Path("second"))
-    assert [str(run) for run, *_ in chain] == ["first", "second"]
-    assert chain[0][1] == 800  # seconds: 800 steps at 1 step/s
+    demos = {"demos": {"path": "runs/data/demos", "record": "clearvla sim record --episodes 2 --out runs/data/demos"}}
+    round1 = {**demos, "round1": {"path": "runs/data/round1", "record": "clearvla sim record --out runs/data/round1 "
+                                                                      "--handover runs/r/first/checkpoints/step-00000500/model"}}
+    _write(tmp_path / "runs" / "r" / "first", _manifest("runs/r/first", "tiny", datasets=demos))
+    _write(tmp_path / "runs" / "r" / "second", _manifest("runs/r/second", "runs/r/first/checkpoints/step-00000500/model",
+                                                         "runs/r/first", round1))
+    chain = ship.stages(Path("runs/r/second"))
+    assert [m["config"]["run_dir"] for m in chain] == ["runs/r/first", "runs/r/second"]
+    earlier, recordings = ship.stage_lines(chain, [], [])
+    assert earlier == ("\n- **Stage 1** (runs/r/first): 500 steps from scratch on runs/data/demos, state entries 5, 6, "
+                       "lr 0.0002.\n- **Stage 2** (runs/r/second), this model: fine-tuned from stage 1, as above.")
+    assert recordings.count("`clearvla sim record") == 2 and "--handover runs/r/first" in recordings
+    with pytest.raises(SystemExit, match="manifest.json does not exist"):
+        ship.stages(Path("runs/r/third"))
 
 
 def test_train_report_is_reused_only_for_the_final_checkpoint_and_episodes(ship, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from clearvla.errors import ConfigError
 from clearvla.data.episode import Episode
 from clearvla.data.formats.lerobot import LeRobotWriter
 from clearvla.models.vla import VLA
+from clearvla.train.checkpointing import final_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +39,11 @@ def test_train_from_a_yaml_config_with_overrides_then_resume(dataset, tmp_path, 
     out = capsys.readouterr().out
     assert "parameters trainable" in out and "done: step 4" in out
     assert json.loads((run / "train_config.json").read_text())["max_steps"] == 4
+    assert final_checkpoint(run) == run / "checkpoints" / "step-00000004"
     assert main(["train", "--config", str(config), "--max-steps", "6", "--resume"]) == 0
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]
+    assert final_checkpoint(run) == run / "checkpoints" / "step-00000006"  # the pointer follows the finished run
     model = VLA.from_pretrained(run / "checkpoints" / "step-00000006" / "model")
     assert set(model.norm_stats) == {"pushes"}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clearvla.models.vla import VLA
-from clearvla.train.checkpointing import checkpoint_dirs
+from clearvla.train.checkpointing import checkpoint_dirs, final_checkpoint
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 SCRIPT = HELPERS / "train_synthetic.py"
@@ -38,12 +38,14 @@ def test_sigkill_mid_training_then_resume(tmp_path):
         VLA.from_pretrained(d / "model")
     saved = int(dirs[-1].name.split("-")[1])
     assert last_step - saved <= save_every  # at most one interval lost
+    assert final_checkpoint(run) is None  # an interrupted run has no final checkpoint
 
     out = subprocess.run([sys.executable, str(SCRIPT), str(run), str(saved + 2), str(save_every), "--resume"],
                          capture_output=True, text=True, env=ENV, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() [:4] == ["step", str(saved + 1), "step", str(saved + 2)]
     assert not list((run / "checkpoints").glob(".tmp*"))  # half-written saves are cleaned up
+    assert final_checkpoint(run) == run / "checkpoints" / f"step-{saved + 2:08d}"
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])

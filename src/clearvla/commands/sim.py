@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from clearvla.errors import ConfigError
+
+if TYPE_CHECKING:
+    from clearvla.sim.record import RecordReport
 
 SUITE_HELP = "suite name: train, visual, motion, physical, semantic, ambiguous"
 
@@ -73,19 +77,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_record(args: argparse.Namespace) -> int:
+    report = record(args.suite, args.episodes, args.out, image_size=args.image_size, seed=args.seed, start=args.start,
+                    wrist_camera=not args.no_wrist, workers=args.workers, step_noise=args.step_noise,
+                    random_start=not args.home_start, handover=args.handover, handover_window=args.handover_window)
+    print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")
+    return 0
+
+
+def record(suite: str, episodes: int, out: Path, *, handover: str | Path | None = None,
+           handover_window: tuple[float, float] = (0.0, 0.5), **options: Any) -> RecordReport:
+    """`record_demos` with a progress bar; `handover` is a checkpoint directory (checked) that acts first."""
     from tqdm import tqdm
 
     from clearvla.sim.handover import Handover
     from clearvla.sim.record import record_demos
     from clearvla.sim.suites import check_suite
 
-    check_suite(args.suite)
-    handover = None
-    if args.handover is not None:
-        if not Path(args.handover).is_dir():
-            raise ConfigError(f"--handover {args.handover}: no such checkpoint directory")
-        handover = Handover(str(args.handover), *args.handover_window)
-    with tqdm(total=args.episodes, desc=f"recording {args.suite}", unit="demo") as bar:
+    check_suite(suite)
+    player = None
+    if handover is not None:
+        if not Path(handover).is_dir():
+            raise ConfigError(f"--handover {handover}: no such checkpoint directory")
+        player = Handover(str(handover), *handover_window)
+    with tqdm(total=episodes, desc=f"recording {suite}", unit="demo") as bar:
         attempts = 0
 
         def progress(success: bool) -> None:
@@ -94,13 +108,7 @@ def run_record(args: argparse.Namespace) -> int:
             bar.update(int(success))
             bar.set_postfix(attempts=attempts)
 
-        report = record_demos(
-            args.suite, args.episodes, args.out, image_size=args.image_size, seed=args.seed, start=args.start,
-            wrist_camera=not args.no_wrist, workers=args.workers, step_noise=args.step_noise,
-            random_start=not args.home_start, handover=handover, on_episode=progress,
-        )  # fmt: skip
-    print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")
-    return 0
+        return record_demos(suite, episodes, out, handover=player, on_episode=progress, **options)
 
 
 def run_video(args: argparse.Namespace) -> int:

@@ -40,18 +40,26 @@ def load_config_file(path: Path, _including: tuple[Path, ...] = ()) -> dict[str,
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of TrainConfig fields, got a {type(raw).__name__}")
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(raw) - known - {"base"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)}; TrainConfig fields: {', '.join(sorted(known))}")
     inherited: dict[str, Any] = {}
-    if "base" in raw:
+    base = raw.pop("base", None)
+    own = check_fields(raw, str(path))
+    if base is not None:
         chain = (*_including, path.resolve())
-        base = (path.parent / str(raw.pop("base"))).resolve()
+        base = (path.parent / str(base)).resolve()
         if base in chain:
             raise ConfigError("config bases form a cycle: " + " -> ".join(str(p) for p in (*chain, base)))
         inherited = load_config_file(base, chain)
-    return {**inherited, **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}}
+    return {**inherited, **own}
+
+
+def check_fields(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """`raw` as TrainConfig keyword arguments (YAML lists become tuples); an unknown name is a ConfigError that
+    names `where` (a file, or a recipe stage) and lists the valid fields."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; TrainConfig fields: {', '.join(sorted(known))}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
 
 
 def parse_config(options: list[str]) -> tuple[TrainConfig, str]:
@@ -72,10 +80,27 @@ def parse_config(options: list[str]) -> tuple[TrainConfig, str]:
                 defaults = load_config_file(Path(value))
             else:
                 strategy = value
-    return tyro.cli(TrainConfig, args=options, default=TrainConfig(**defaults), prog="clearvla train"), strategy
+    return tyro.cli(TrainConfig, args=options, default=config_from_fields(defaults), prog="clearvla train"), strategy
+
+
+def config_from_fields(fields: dict[str, Any], where: str = "") -> TrainConfig:
+    """A TrainConfig from flat field names (as config files spell them; see `check_fields`); a bad value is a
+    ConfigError prefixed with `where` when given."""
+    try:
+        return TrainConfig(**fields)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg, strategy = parse_config(args.options)
+    train_from_config(cfg, strategy)
+    return 0
+
+
+def train_from_config(cfg: TrainConfig, strategy: str = "ddp") -> list[dict[str, float]]:
+    """Train one run as `clearvla train` does (this process, or this rank under torchrun): data, model, mode,
+    loop, checkpoints in cfg.run_dir. Returns the logged history."""
     import torch
     from tqdm import tqdm
 
@@ -88,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
     from clearvla.train.loop import train
     from clearvla.train.modes import LoraSettings, apply_mode, count_parameters
 
-    cfg, strategy = parse_config(args.options)
     if not cfg.datasets:
         raise ConfigError("no datasets given: pass --datasets DIR [DIR ...] or set `datasets` in the config file")
     dist = init_distributed(torch.distributed.is_torchelastic_launched())
@@ -152,4 +176,4 @@ def run(args: argparse.Namespace) -> int:
                else f"action accuracy {last.get('action_accuracy', float('nan')):.3f}")
         print(f"done: step {last['step']}, loss {last['loss']:.4f}, {fit}")
         print(f"checkpoints in {Path(cfg.run_dir) / 'checkpoints'}; curves in {Path(cfg.run_dir) / 'curves.png'}")
-    return 0
+    return history

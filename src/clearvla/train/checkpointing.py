@@ -6,6 +6,10 @@ run_dir/checkpoints/step-00000100/
     optimizer.{json,safetensors}, scheduler.json, rng.{json,safetensors}, trainer_state.json
 Each is written to a hidden temporary directory and renamed into place, so a crash (even SIGKILL) leaves
 either the previous complete checkpoints or the new complete one; only the last `keep_last` are kept.
+
+run_dir/checkpoints/final.json names the checkpoint a finished run ended at ({"step": N, "checkpoint":
+"step-0000000N"}). A pointer file rather than a symlink: it is replaced atomically (os.replace) on every filesystem,
+symlinks or not, and copies as itself. It exists only while the run's checkpoints are a finished run's.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from clearvla.train.state import load_tree, save_tree
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
+FINAL_POINTER = "final.json"
 
 
 @dataclass
@@ -47,6 +52,31 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted((p for p in root.iterdir() if _STEP_DIR.match(p.name)), key=lambda p: p.name)
+
+
+def mark_final(run_dir: Path, checkpoint: Path) -> None:
+    """Point run_dir/checkpoints/final.json at `checkpoint` (a step directory of this run), atomically."""
+    assert checkpoint.parent == run_dir / "checkpoints" and _STEP_DIR.match(checkpoint.name), checkpoint
+    pointer = run_dir / "checkpoints" / FINAL_POINTER
+    tmp = pointer.with_name(f".{FINAL_POINTER}.tmp")
+    tmp.write_text(json.dumps({"step": int(_STEP_DIR.match(checkpoint.name).group(1)), "checkpoint": checkpoint.name}))
+    os.replace(tmp, pointer)
+
+
+def clear_final(run_dir: Path) -> None:
+    """Remove the final pointer: the run's checkpoints are about to change."""
+    (run_dir / "checkpoints" / FINAL_POINTER).unlink(missing_ok=True)
+
+
+def final_checkpoint(run_dir: Path) -> Path | None:
+    """The step directory a finished run ended at (run_dir/checkpoints/step-N), or None if it has not finished."""
+    pointer = run_dir / "checkpoints" / FINAL_POINTER
+    if not pointer.is_file():
+        return None
+    path = run_dir / "checkpoints" / json.loads(pointer.read_text())["checkpoint"]
+    if not path.is_dir():
+        raise CheckpointError(f"{pointer} names {path.name}, which is not there (deleted by hand?)")
+    return path
 
 
 def gather_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

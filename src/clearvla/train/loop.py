@@ -15,7 +15,9 @@ from torch import nn
 
 from clearvla.config import TrainConfig
 from clearvla.models.vla import VLA
-from clearvla.train.checkpointing import checkpoint_dirs, gather_state, load_checkpoint, save_checkpoint
+from clearvla.train.checkpointing import (
+    checkpoint_dirs, clear_final, gather_state, load_checkpoint, mark_final, save_checkpoint,
+)
 from clearvla.train.metrics import step_metrics
 from clearvla.train.optim import build_optimizer, build_scheduler
 
@@ -104,6 +106,8 @@ def train(
 
     writer = _TensorBoard(run_dir) if dist.is_main else None
     if dist.is_main:
+        if step < cfg.max_steps:
+            clear_final(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
         (run_dir / "dataset_statistics.json").write_text(json.dumps(vla.norm_stats, indent=2))
@@ -161,7 +165,10 @@ def train(
         if step % cfg.save_every == 0 or step == cfg.max_steps:
             model_state, optimizer_state = gather_state(model, optimizer)  # collective under FSDP
             if dist.is_main:
-                save_checkpoint(run_dir, vla, model_state, optimizer_state, scheduler, step, samples, lora, cfg.keep_last)
+                saved = save_checkpoint(run_dir, vla, model_state, optimizer_state, scheduler, step, samples, lora,
+                                        cfg.keep_last)
+                if step == cfg.max_steps:
+                    mark_final(run_dir, saved)
                 writer.plot()
             if dist.world_size > 1:
                 torch.distributed.barrier()  # no rank runs ahead of a checkpoint being written

@@ -1,0 +1,219 @@
+"""Run a recipe's stages in order: record each dataset a stage needs when it is missing, then train the stage unless
+its manifest says it is done with this config and these datasets; resume a stage that was interrupted.
+
+A stage re-runs (its old run dir set aside as RUN.previous) when its config, a stage before it in its chain, or one
+of its datasets changed since its manifest was written; every stage that starts from it then re-runs too. The
+trainer and the recorder are passed in (`clearvla recipe` gives the ones `clearvla train` and `sim record` use).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from clearvla.config import TrainConfig
+from clearvla.errors import ConfigError
+from clearvla.recipe.manifest import (
+    MANIFEST, STARTED, config_hash, fingerprint, git_commit, last_metrics, read_json, write_json,
+)
+from clearvla.recipe.spec import Recipe, RecordSpec, StageSpec
+from clearvla.train.checkpointing import checkpoint_dirs, final_checkpoint
+
+log = logging.getLogger(__name__)
+
+Trainer = Callable[[TrainConfig], object]
+Recorder = Callable[[RecordSpec, Path, "Path | None"], object]
+"""record(spec, out, handover_checkpoint): write the dataset `out` (absent) as `clearvla sim record` would."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a recipe's files go: datasets in ROOT/data/NAME, stages in ROOT/RECIPE/STAGE."""
+
+    root: Path
+    recipe: str
+
+    def dataset(self, name: str) -> Path:
+        return self.root / "data" / name
+
+    def stage(self, name: str) -> Path:
+        return self.root / self.recipe / name
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the runner does (or did) with one stage: skip | resume | run | rerun, and why."""
+
+    stage: str
+    action: str
+    reason: str
+    config_hash: str
+
+
+def stage_hashes(recipe: Recipe) -> dict[str, str]:
+    """Each stage's config hash, chained through its init (a checkpoint directory init by its fingerprint)."""
+    hashes: dict[str, str] = {}
+    for stage in recipe.stages.values():
+        upstream = hashes.get(stage.init) or (fingerprint(Path(stage.init)) if Path(stage.init).is_dir() else None)
+        hashes[stage.name] = config_hash(recipe.train_fields(stage), upstream)
+    return hashes
+
+
+def decide(run_dir: Path, key: str, fingerprints: dict[str, str]) -> tuple[str, str]:
+    """(action, reason) for a stage with config hash `key` whose datasets now have `fingerprints` (those present)."""
+    manifest = read_json(run_dir / MANIFEST)
+    if manifest is not None:
+        if manifest["config_hash"] != key:
+            return "rerun", "its config, or a stage before it, changed since its manifest"
+        changed = [n for n, f in fingerprints.items() if manifest["datasets"].get(n, {}).get("fingerprint") != f]
+        if changed:
+            return "rerun", f"dataset(s) {', '.join(changed)} changed since its manifest"
+        if final_checkpoint(run_dir) is None:
+            return "rerun", "its final checkpoint is gone"
+        return "skip", f"done ({manifest['steps']} steps, finished {manifest['finished']})"
+    started = read_json(run_dir / STARTED)
+    if started is not None and started["config_hash"] == key:
+        done = checkpoint_dirs(run_dir)
+        return "resume", f"interrupted at {done[-1].name}" if done else "interrupted before its first checkpoint"
+    if run_dir.exists():
+        return "rerun", f"{run_dir} holds a run of another config"
+    return "run", "not run yet"
+
+
+def plan(recipe: Recipe, layout: Layout, until: str | None = None) -> list[Step]:
+    """What `run_recipe` would do with each stage now, without doing it (datasets not yet recorded are left out
+    of the comparison; a stage after one that trains trains too)."""
+    hashes, steps, trains = stage_hashes(recipe), [], set()
+    for stage in _stages(recipe, until):
+        present = {d: fingerprint(layout.dataset(d)) for d in stage.datasets if layout.dataset(d).is_dir()}
+        action, reason = decide(layout.stage(stage.name), hashes[stage.name], present)
+        if action == "skip" and stage.init in trains:
+            action, reason = "rerun", f"stage {stage.init} before it trains again"
+        trains |= {stage.name} if action != "skip" else set()
+        steps.append(Step(stage.name, action, reason, hashes[stage.name]))
+    return steps
+
+
+def run_recipe(recipe: Recipe, layout: Layout, train: Trainer, record: Recorder, until: str | None = None) -> list[Step]:
+    """Bring every stage up to `until` (default: all) to done, in order; returns what was done with each."""
+    hashes, steps, trained, checked = stage_hashes(recipe), [], set(), set()
+    commit = git_commit(Path(__file__).parent)
+    for stage in _stages(recipe, until):
+        fingerprints = {d: fingerprint(_dataset(recipe, layout, d, trained, checked, record)) for d in stage.datasets}
+        run_dir = layout.stage(stage.name)
+        action, reason = decide(run_dir, hashes[stage.name], fingerprints)
+        if action == "skip" and stage.init in trained:
+            action, reason = "rerun", f"stage {stage.init} before it was trained again"
+        step = Step(stage.name, action, reason, hashes[stage.name])
+        steps.append(step)
+        if action == "skip":
+            log.info("stage %s: skipped, %s", stage.name, reason)
+            continue
+        if action == "rerun":
+            log.warning("stage %s: re-running, %s; every stage after it in its chain re-runs too", stage.name, reason)
+            _set_aside(run_dir)
+        log.info("stage %s: %s (%s) in %s", stage.name, "resuming" if action == "resume" else "starting", reason, run_dir)
+        manifest = _train_stage(recipe, stage, layout, step, fingerprints, train, commit)
+        trained.add(stage.name)
+        log.info("stage %s: finished, %d steps in %.0f s", stage.name, manifest["steps"], manifest["wall_s"])
+    return steps
+
+
+def init_checkpoint(recipe: Recipe, layout: Layout, stage: StageSpec) -> str:
+    """What the stage's TrainConfig.init is: the model of its init stage's final checkpoint, or init as written."""
+    if stage.init not in recipe.stages:
+        return stage.init
+    return str(_final_model(layout, stage.init, f"stage {stage.name}: init"))
+
+
+def _stages(recipe: Recipe, until: str | None) -> list[StageSpec]:
+    names = list(recipe.stages)
+    last = names.index(recipe.stage(until).name) if until is not None else len(names) - 1
+    return [recipe.stages[n] for n in names[: last + 1]]
+
+
+def _final_model(layout: Layout, stage: str, needed_by: str) -> Path:
+    final = final_checkpoint(layout.stage(stage))
+    if final is None or not (final / "model").is_dir():
+        what = "has not finished" if final is None else "has no model/ in its final checkpoint (a LoRA run: merge it)"
+        raise ConfigError(f"{needed_by}: stage {stage} {what} ({layout.stage(stage)})")
+    return final / "model"
+
+
+def _dataset(recipe: Recipe, layout: Layout, name: str, trained: set[str], checked: set[str], record: Recorder) -> Path:
+    """The dataset's directory, recorded first when it is missing; `checked` (updated) holds the datasets this run
+    has recorded or found already, so each is looked at once."""
+    spec, out = recipe.datasets[name].record, layout.dataset(name)
+    if name in checked:
+        return out
+    checked.add(name)
+    if out.is_dir():
+        if spec.handover in trained:
+            log.warning("dataset %s was played by stage %s before it was trained again; delete %s to record it with "
+                        "the new checkpoint", name, spec.handover, out)
+        return out
+    player = _final_model(layout, spec.handover, f"dataset {name}: handover") if spec.handover else None
+    log.info("dataset %s: recording %d episodes: %s", name, spec.episodes, spec.command(out, player))
+    start = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record(spec, out, player)
+    log.info("dataset %s: recorded in %.0f s", name, time.perf_counter() - start)
+    return out
+
+
+def _train_stage(recipe: Recipe, stage: StageSpec, layout: Layout, step: Step, fingerprints: dict[str, str],
+                 train: Trainer, commit: str | None) -> dict:
+    """Train one stage (resuming when step.action says so) and write its manifest; returns the manifest."""
+    from clearvla.commands.train import config_from_fields
+
+    run_dir = layout.stage(stage.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = read_json(run_dir / STARTED) if step.action == "resume" else None
+    started = started or {"config_hash": step.config_hash, "started": _now()}
+    write_json(run_dir / STARTED, started)
+    init = init_checkpoint(recipe, layout, stage)
+    fields = {**recipe.train_fields(stage), "init": init, "run_dir": str(run_dir), "resume": step.action == "resume",
+              "datasets": tuple(str(layout.dataset(d)) for d in stage.datasets)}
+    cfg = config_from_fields(fields, f"{recipe.path}: stage {stage.name}")
+    start = time.perf_counter()
+    train(cfg)
+    final = final_checkpoint(run_dir)
+    assert final is not None, f"the trainer finished {run_dir} without a final checkpoint"
+    manifest = {
+        "recipe": str(recipe.path), "stage": stage.name, "config_hash": step.config_hash, "config": fields,
+        "init": init, "init_run": str(layout.stage(stage.init)) if stage.init in recipe.stages else None,
+        "datasets": {d: {"path": str(layout.dataset(d)), "fingerprint": fingerprints[d],
+                         "record": _record_command(recipe, layout, d)} for d in stage.datasets},
+        "git_commit": commit, "started": started["started"], "finished": _now(),
+        "wall_s": round(time.perf_counter() - start, 1), "resumed": step.action == "resume",
+        "steps": int(final.name.split("-")[1]), "final_checkpoint": str(final), "metrics": last_metrics(run_dir),
+    }
+    write_json(run_dir / MANIFEST, manifest)
+    (run_dir / STARTED).unlink()
+    return manifest
+
+
+def _record_command(recipe: Recipe, layout: Layout, name: str) -> str:
+    spec = recipe.datasets[name].record
+    player = final_checkpoint(layout.stage(spec.handover)) if spec.handover else None
+    return spec.command(layout.dataset(name), player / "model" if player else None)
+
+
+def _set_aside(run_dir: Path) -> None:
+    if not run_dir.exists():
+        return
+    old = run_dir.with_name(f"{run_dir.name}.previous")
+    replaced = old.exists()
+    if replaced:
+        shutil.rmtree(old)
+    run_dir.rename(old)
+    log.warning("moved the old %s to %s%s", run_dir, old, " (deleting the one there before)" if replaced else "")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,107 @@
+"""The runner with a fake trainer and recorder: a stage whose manifest matches is skipped, an interrupted one
+resumes, and a changed config re-runs that stage and every later one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clearvla.config import TrainConfig
+from clearvla.errors import ConfigError
+from clearvla.recipe.runner import Layout, plan, run_recipe
+from clearvla.recipe.spec import load_recipe
+from clearvla.train.checkpointing import mark_final
+
+RECIPE = """\
+defaults: {lr: 0.001, max_steps: 4}
+datasets:
+  demos: {episodes: 2}
+  round1: {episodes: 1, handover: first, normalize_like: demos}
+stages:
+  first: {init: tiny, datasets: [demos]}
+  second: {init: first, datasets: [demos, round1]}
+  third: {init: second, datasets: [demos]}
+"""
+
+
+class Fake:
+    """A trainer that writes a run's final checkpoint (or stops part-way once, for `interrupt`) and a recorder that
+    writes a dataset's meta; both note what they were asked."""
+
+    def __init__(self) -> None:
+        self.trained: list[TrainConfig] = []
+        self.recorded: list[tuple[str, Path | None]] = []
+        self.interrupt: str | None = None
+
+    def train(self, cfg: TrainConfig) -> None:
+        self.trained.append(cfg)
+        run = Path(cfg.run_dir)
+        stop = 2 if run.name == self.interrupt else cfg.max_steps
+        (run / "checkpoints" / f"step-{stop:08d}" / "model").mkdir(parents=True, exist_ok=True)
+        if run.name == self.interrupt:
+            self.interrupt = None
+            raise KeyboardInterrupt
+        mark_final(run, run / "checkpoints" / f"step-{stop:08d}")
+        (run / "metrics.jsonl").write_text(json.dumps({"step": stop, "loss": 0.5}) + "\n")
+
+    def record(self, spec, out: Path, handover: Path | None) -> None:
+        self.recorded.append((out.name, handover))
+        (out / "meta").mkdir(parents=True)
+        (out / "meta" / "info.json").write_text(json.dumps({"episodes": spec.episodes}))
+
+
+def _run(tmp_path: Path, fake: Fake, text: str = RECIPE, until: str | None = None) -> dict[str, str]:
+    (tmp_path / "r.yaml").write_text(text)
+    steps = run_recipe(load_recipe(tmp_path / "r.yaml"), Layout(tmp_path / "runs", "r"), fake.train, fake.record, until)
+    return {s.stage: s.action for s in steps}
+
+
+def test_a_fresh_run_records_then_trains_each_stage_from_the_last(tmp_path: Path) -> None:
+    fake = Fake()
+    assert _run(tmp_path, fake) == {"first": "run", "second": "run", "third": "run"}
+    runs = tmp_path / "runs" / "r"
+    assert fake.recorded == [("demos", None), ("round1", runs / "first" / "checkpoints" / "step-00000004" / "model")]
+    second = fake.trained[1]
+    assert second.init == str(runs / "first" / "checkpoints" / "step-00000004" / "model")
+    assert second.datasets == (str(tmp_path / "runs" / "data" / "demos"), str(tmp_path / "runs" / "data" / "round1"))
+    assert second.normalize_like == ("", "demos") and second.run_dir == str(runs / "second") and not second.resume
+    manifest = json.loads((runs / "second" / "manifest.json").read_text())
+    assert manifest["steps"] == 4 and manifest["init_run"] == str(runs / "first") and manifest["metrics"]["loss"] == 0.5
+    assert set(manifest["datasets"]) == {"demos", "round1"} and "--handover" in manifest["datasets"]["round1"]["record"]
+    assert _run(tmp_path, fake) == {"first": "skip", "second": "skip", "third": "skip"}
+    assert len(fake.trained) == 3 and len(fake.recorded) == 2
+
+
+def test_an_interrupted_stage_resumes_and_until_stops(tmp_path: Path) -> None:
+    fake = Fake()
+    fake.interrupt = "second"
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, fake)
+    layout = Layout(tmp_path / "runs", "r")
+    assert [s.action for s in plan(load_recipe(tmp_path / "r.yaml"), layout)] == ["skip", "resume", "run"]
+    assert _run(tmp_path, fake, until="second") == {"first": "skip", "second": "resume"}
+    assert fake.trained[-1].resume and fake.trained[-1].run_dir.endswith("second")
+    assert json.loads((tmp_path / "runs" / "r" / "second" / "manifest.json").read_text())["resumed"] is True
+    with pytest.raises(ConfigError, match="no stage 'fourth'; stages: first, second, third"):
+        _run(tmp_path, fake, until="fourth")
+
+
+def test_a_changed_stage_reruns_with_every_later_one(tmp_path: Path, caplog) -> None:
+    fake = Fake()
+    _run(tmp_path, fake)
+    changed = RECIPE.replace("second: {init: first, datasets: [demos, round1]}",
+                             "second: {init: first, datasets: [demos, round1], lr: 0.0002}")
+    with caplog.at_level("WARNING", logger="clearvla.recipe"):
+        assert _run(tmp_path, fake, changed) == {"first": "skip", "second": "rerun", "third": "rerun"}
+    assert "stage second: re-running, its config, or a stage before it, changed" in caplog.text
+    assert (tmp_path / "runs" / "r" / "second.previous" / "manifest.json").is_file()  # the old run, set aside
+    assert fake.trained[-2].lr == 0.0002 and not fake.trained[-1].resume
+
+
+def test_a_changed_dataset_reruns_the_stages_that_train_on_it(tmp_path: Path) -> None:
+    fake = Fake()
+    _run(tmp_path, fake)
+    (tmp_path / "runs" / "data" / "round1" / "meta" / "info.json").write_text("{}")
+    assert _run(tmp_path, fake) == {"first": "skip", "second": "rerun", "third": "rerun"}

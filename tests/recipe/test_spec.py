@@ -1,0 +1,71 @@
+"""Recipe files: the default model's chain resolves stage by stage, and a broken link is named before anything runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clearvla.errors import ConfigError
+from clearvla.recipe.spec import load_recipe
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "default_model.yaml"
+
+GOOD = """\
+record: {suite: train, image_size: 32}
+defaults: {lr: 0.001, max_steps: 4}
+datasets:
+  demos: {episodes: 2}
+  round1: {episodes: 1, handover: first, normalize_like: demos}
+stages:
+  first: {init: tiny, datasets: [demos]}
+  second: {init: first, datasets: [demos, round1], weights: [1.0, 2.0], lr: 0.0005}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_default_model_recipe_resolves_to_its_stages() -> None:
+    recipe = load_recipe(RECIPE)
+    assert list(recipe.stages) == [f"stage{i}" for i in range(1, 12)]
+    stage2 = recipe.train_fields(recipe.stages["stage2"])
+    assert (stage2["init"], stage2["proprio_indices"], stage2["lr"], stage2["max_steps"]) == ("stage1", (5, 6), 0.0005, 10000)
+    stage5 = recipe.train_fields(recipe.stages["stage5"])
+    assert stage5["datasets"] == ("workcell_train_3k", "workcell_handover_1500") and stage5["weights"] == (1.0, 2.0)
+    assert stage5["normalize_like"] == ("", "workcell_train_3k") and stage5["batch_size"] == 8
+    assert "normalize_like" not in recipe.train_fields(recipe.stages["stage4"])
+    handover = recipe.datasets["workcell_handover2_1500"].record
+    assert (handover.handover, handover.start, handover.episodes, handover.step_noise) == ("stage5", 1700, 1500, 0.004)
+    assert recipe.datasets["workcell_train_3k_home"].record.step_noise is None  # the expert's default noise
+
+
+def test_smoke_makes_every_stage_and_recording_tiny(tmp_path: Path) -> None:
+    recipe = load_recipe(_write(tmp_path, GOOD)).smoke()
+    fields = recipe.train_fields(recipe.stages["second"])
+    assert (fields["max_steps"], fields["image_size"], fields["lr"]) == (2, 32, 0.0005)
+    assert {d.record.episodes for d in recipe.datasets.values()} == {1}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("init: first, datasets: [demos, round1]", "init: frist, datasets: [demos, round1]"),
+     r"stage second: init 'frist' is neither an earlier stage \(first\), a preset .* nor a directory"),
+    (("init: tiny, datasets: [demos]", "init: second, datasets: [demos]"),
+     r"stage first: init 'second' is a later stage; a stage starts from an earlier one \(none before it\)"),
+    (("init: tiny, datasets: [demos]", "init: first, datasets: [demos]"), r"stage first: init 'first' is this stage"),
+    (("datasets: [demos, round1]", "datasets: [demos, round2]"),
+     r"stage second: datasets names 'round2', which `datasets:` does not define \(demos, round1\)"),
+    (("handover: first", "handover: second"), r"stage second: dataset round1 is played by stage 'second'"),
+    (("lr: 0.0005", "learning_rate: 0.0005"), r"stage second: unknown field\(s\) learning_rate"),
+    (("weights: [1.0, 2.0]", "weights: [1.0]"), r"stage second: got 1 weights for 2 datasets"),
+    (("lr: 0.0005", "run_dir: x"), r"stage second: field 'run_dir' cannot be set here"),
+    (("{episodes: 2}", "{episodes: 2, wrist_camera: false}"), r"dataset demos: unknown `sim record` option\(s\) wrist_camera"),
+    (("{episodes: 2}", "{seed: 1}"), r"dataset demos: .*`episodes` is required"),
+])
+def test_a_broken_link_or_field_is_named(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    assert edit[0] in GOOD
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, GOOD.replace(edit[0], edit[1], 1)))
