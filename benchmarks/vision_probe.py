@@ -18,7 +18,7 @@ With --llm-only gated|additive the vision backbone and projector are replaced by
 position code of the same scale — on every token ("additive", what a ViT's position embedding gives) or on the
 square's token only ("gated", what a trained encoder gives). It tells whether the LLM can read a position at all.
 
-With --patch-loss W the model gets the training-only patch decoder (models/patch_decoder.py) and W times its
+With --patch-loss W the model gets the training-only patch decoder (models/heads.py) and W times its
 reconstruction error joins the loss, as `clearvla train --patch-loss W` does; the default model's recipe.
 
 With --attention-loss W (chunk head only) the model gets learned slot embeddings and W times the attention
