@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from clearvla.errors import ConfigError
-from clearvla.models.quantize import (  # noqa: F401  (the public names of quantisation, as before)
+from clearvla.models.quantize import (
     QUANTIZE_MODES,
     check_mode,
     quantization_of,
@@ -21,6 +21,10 @@ from clearvla.models.quantize import (  # noqa: F401  (the public names of quant
     require_bitsandbytes,
     target_linears,
 )
+
+# The public names of quantisation, importable from here as before the layer replacement moved to models/.
+__all__ = ["QUANTIZE_MODES", "check_mode", "load_for_inference", "quantization_of", "quantize_vla",
+           "require_bitsandbytes", "target_linears", "weight_bytes"]
 
 if TYPE_CHECKING:
     from clearvla.models.vla import VLA

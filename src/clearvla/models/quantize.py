@@ -24,7 +24,6 @@ marked pre-alpha) and is what OpenVLA's users and paper run, with the reference 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch

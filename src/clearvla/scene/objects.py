@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clearvla.scene.vocab import DISTRACTOR_COLOURS, PART_COLOURS, TARGET_COLOURS
-
 WALL = 0.01  # target wall and floor thickness (m)
 FIXTURE_POST = 0.03  # height of a fixture's corner posts above its pad (m)
 
