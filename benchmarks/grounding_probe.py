@@ -31,7 +31,7 @@ from clearvla.models.vla import VLA
 from clearvla.sim import suites
 from clearvla.sim.env import WorkcellEnv
 from clearvla.sim.failure import FAILURE_MODES, GripperTrace
-from clearvla.sim.language import train_wording
+from clearvla.scene.language import train_wording
 from clearvla.sim.rollout import run_episode
 from clearvla.sim.sampling import EpisodeSetup
 

@@ -18,11 +18,11 @@ With --llm-only gated|additive the vision backbone and projector are replaced by
 position code of the same scale — on every token ("additive", what a ViT's position embedding gives) or on the
 square's token only ("gated", what a trained encoder gives). It tells whether the LLM can read a position at all.
 
-With --patch-loss W the model gets the training-only patch decoder (models/patch_decoder.py) and W times its
+With --patch-loss W the model gets the training-only patch decoder (models/heads.py) and W times its
 reconstruction error joins the loss, as `clearvla train --patch-loss W` does; the default model's recipe.
 
 With --attention-loss W (chunk head only) the model gets learned slot embeddings and W times the attention
-supervision loss (models/attention_target.py): the slots should look at the patches of the square the instruction
+supervision loss (train/objectives.py): the slots should look at the patches of the square the instruction
 names. It is what the simulator's ground truth gives the workcell.
 
 With --prefix-attention bidirectional (chunk head only) the patches and the instruction attend to each other (a
@@ -47,10 +47,12 @@ import torch
 
 from common import write_result
 
-from clearvla.config import get_config
 from clearvla.data.batching import Sample, VLACollator
+from clearvla.models.presets import get_config
 from clearvla.models.vla import VLA
+from clearvla.train import objectives
 from clearvla.train.build import PATCH_DECODER_RESOLUTION
+from clearvla.train.config import ObjectiveOptions
 from clearvla.train.metrics import action_metrics
 
 SIZE = 128
@@ -152,6 +154,9 @@ def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, 
                           prefix_attention=prefix_attention).train()
     if llm_only:
         vla.prefix = synthetic_prefix(vla, llm_only, seed)
+    weights = ObjectiveOptions(patch_loss=patch_loss, attention_loss=attention_loss)
+    if attention_loss:
+        vla.language_model.set_attn_implementation("eager")  # only eager attention computes the weights it supervises
     collator = VLACollator(vla.tokenizer, vla.processor)
     optimizer = torch.optim.AdamW(vla.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
@@ -160,11 +165,11 @@ def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, 
     for step in range(steps + 1):
         batch = collator([make_sample(task, rng, chunk, sides) for _ in range(batch_size)])
         inputs = {"actions": batch["actions"]} if chunk else {"labels": batch["labels"]}
-        if attention_loss:
-            inputs["attention_target"] = target_patches(batch["actions"], patch_size)
-        out = vla(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], **inputs)
+        targets = {"attention_target": target_patches(batch["actions"], patch_size)} if attention_loss else {}
+        out = vla(batch["pixel_values"], batch["input_ids"], batch["attention_mask"], **inputs,
+                  **objectives.forward_options(weights, targets))
         optimizer.zero_grad()
-        loss = out.loss + (patch_loss * out.patch_loss if patch_loss else 0) + (attention_loss * out.attention_loss if attention_loss else 0)
+        loss = objectives.total(out.loss, objectives.losses(vla, out, batch, targets), weights)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vla.parameters(), 1.0)
         optimizer.step()

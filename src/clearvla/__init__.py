@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "VLA": "clearvla.models.vla",
-    "VLAConfig": "clearvla.config",
-    "get_config": "clearvla.config",
+    "VLAConfig": "clearvla.models.config",
+    "get_config": "clearvla.models.presets",
     "ActionTokenizer": "clearvla.actions.tokenizer",
     "NormStats": "clearvla.actions.normalize",
     "ImageProcessor": "clearvla.models.processor",

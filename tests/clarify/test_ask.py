@@ -11,7 +11,7 @@ from clearvla.clarify.ask import Act, Ask, Conversation, question, read_answer
 from clearvla.clarify.ground import ground
 from clearvla.clarify.parse import parse
 from clearvla.errors import InputError
-from clearvla.sim.objects import ObjectSpec
+from clearvla.scene.objects import ObjectSpec
 
 
 def _group(s):

@@ -11,7 +11,7 @@ from clearvla.clarify.parse import parse
 from clearvla.errors import InputError
 from clearvla.sim import suites
 from clearvla.sim.env import WorkcellEnv
-from clearvla.sim.objects import SceneObject
+from clearvla.scene.objects import SceneObject
 
 
 def test_ambiguous_candidates_equal_the_simulator_candidates(ambiguous) -> None:

@@ -6,7 +6,8 @@ import pytest
 
 from clearvla.clarify.parse import Anchor, Description, ParseError, parse
 from clearvla.errors import InputError
-from clearvla.sim import suites, vocab
+from clearvla.scene import vocab
+from clearvla.sim import suites
 
 
 @pytest.mark.parametrize("suite", suites.SUITES)

@@ -179,30 +179,3 @@ def test_training_draws_gripper_change_frames_repeatedly_and_validation_once(tmp
     assert sum(len(b["actions"]) for b in batches) == 12
     with pytest.raises(ConfigError, match="gripper_change_repeats must be >= 1"):
         make_dataloader(mixture, tiny_tokenizer, processor, gripper_change_repeats=0)
-
-
-def _instructions(batch, tokenizer, known: list[str]) -> list[str]:
-    """Which of `known` each row of a batch's prompt spells (the longest that fits: one may contain another)."""
-    texts = [tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
-             for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
-    return [max((k for k in known if k in text), key=len) for text in texts]
-
-
-def test_training_frames_read_paraphrases_at_their_probability_and_validation_never(tmp_path, dataset, tiny_tokenizer,
-                                                                                      processor):
-    root = dataset(tmp_path / "alpha", 2, 0, length=12)  # instructions "alpha task 0", "alpha task 1"
-    table = {"alpha": {0: ("lift the red cube", "raise the red cube")}}  # episode 1 has none
-    known = ["alpha task 0", "alpha task 1", "lift the red cube", "raise the red cube"]
-    mixture = Mixture.build([root], val_fraction=0.0)
-    expected = {1.0: {"alpha task 1", "lift the red cube", "raise the red cube"},  # episode 1 has none: its own
-                0.0: {"alpha task 0", "alpha task 1"}, 0.5: set(known)}
-    for prob, instructions in expected.items():
-        loader = make_dataloader(mixture, tiny_tokenizer, processor, batch_size=48, num_workers=0, buffer_episodes=2,
-                                 augment=False, paraphrases=table, paraphrase_prob=prob)
-        assert set(_instructions(next(iter(loader)), tiny_tokenizer, known)) == instructions
-    val = Mixture.build([root], val_fraction=0.5)
-    batches = list(make_dataloader(val, tiny_tokenizer, processor, split="val", batch_size=12, num_workers=0,
-                                   paraphrases=table, paraphrase_prob=1.0))
-    assert all(t.startswith("alpha task") for b in batches for t in _instructions(b, tiny_tokenizer, known))
-    with pytest.raises(ConfigError, match="paraphrase_prob must be in"):
-        make_dataloader(mixture, tiny_tokenizer, processor, paraphrases=table, paraphrase_prob=1.5)

@@ -15,7 +15,7 @@ import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 import synthetic
-from clearvla.config import TrainConfig
+from clearvla.train.config import TrainConfig
 from clearvla.models.vla import VLA
 from clearvla.train.distributed import init_distributed, shutdown, wrapper
 from clearvla.train.loop import train

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from clearvla.config import get_config
+from clearvla.models.presets import get_config
 from clearvla.errors import CheckpointError
 from clearvla.models.checkpoint import config_from_json, config_to_json
 from clearvla.models.vla import VLA

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clearvla.config import TrainConfig
+from clearvla.train.config import TrainConfig
 from clearvla.errors import ConfigError
 from clearvla.recipe.runner import Layout, plan, run_recipe
 from clearvla.recipe.spec import load_recipe

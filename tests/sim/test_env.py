@@ -16,7 +16,7 @@ from clearvla.sim import ENV_ID, ENV_IDS, suites
 from clearvla.sim.env import ATTENTION_RESOLUTION, PROPRIO_KEYS, WorkcellEnv
 from clearvla.sim.expert import ScriptedExpert
 from clearvla.sim.scene import FRONT_CAMERA
-from clearvla.sim.objects import SceneObject
+from clearvla.scene.objects import SceneObject
 
 
 def test_make_registered_ids_and_render_shapes() -> None:

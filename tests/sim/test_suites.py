@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from clearvla.errors import ConfigError
-from clearvla.sim import language as lang
-from clearvla.sim import suites, vocab
-from clearvla.sim.objects import PART_DIMS, PHYSICAL_DIMS
+from clearvla.scene import language as lang
+from clearvla.scene import vocab
+from clearvla.sim import suites
+from clearvla.scene.objects import PART_DIMS, PHYSICAL_DIMS
 from clearvla.sim.arm import HOME_QPOS, ArmLimits
 from clearvla.sim.geometry import mat_to_rpy
 from clearvla.sim.sampling import PART_REGION, START_BOX, sample_setup
@@ -101,7 +102,7 @@ def test_vocab_canonical_and_relations() -> None:
 
 
 def test_vocab_tables_agree_with_the_object_tables() -> None:
-    from clearvla.sim.objects import DISTRACTOR_DIMS, TARGET_DIMS
+    from clearvla.scene.objects import DISTRACTOR_DIMS, TARGET_DIMS
 
     assert vocab.PART_KINDS == tuple(PART_DIMS)
     assert set(vocab.PHYSICAL_PART_KINDS) == set(PHYSICAL_DIMS) - set(PART_DIMS)

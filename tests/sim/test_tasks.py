@@ -6,7 +6,7 @@ import mujoco
 import numpy as np
 
 from clearvla.sim.arm import ArmLimits
-from clearvla.sim.objects import PART_DIMS, TARGET_DIMS, WALL, ObjectSpec
+from clearvla.scene.objects import PART_DIMS, TARGET_DIMS, WALL, ObjectSpec
 from clearvla.sim.scene import SceneSpec
 from clearvla.sim.tasks import TaskSpec, is_success
 from clearvla.sim.world import Workcell

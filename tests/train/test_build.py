@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from clearvla.config import TrainConfig
+from clearvla.train.config import TrainConfig
 from clearvla.errors import ConfigError
 from clearvla.models.vit import resample_position_table
 from clearvla.models.vla import VLA

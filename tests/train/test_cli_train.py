@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clearvla.cli import main
-from clearvla.config import TrainConfig
+from clearvla.train.config import TrainConfig
 from clearvla.errors import ConfigError
 from clearvla.data.episode import Episode
 from clearvla.data.formats.lerobot import LeRobotWriter
@@ -152,26 +152,6 @@ def test_a_second_dataset_normalised_like_the_first_adds_no_key(dataset, tmp_pat
     assert set(model.norm_stats) == {"pushes"}  # predict and eval need no --unnorm-key
     with pytest.raises(ConfigError, match="normalize_like entries"):
         TrainConfig(datasets=(str(dataset), str(more)), normalize_like=("",))
-
-
-def test_train_reads_a_paraphrase_file_made_for_its_dataset_and_refuses_another(dataset, tmp_path, capsys):
-    from clearvla.data.paraphrases import save_paraphrases
-
-    ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
-    save_paraphrases(ours, "pushes", {0: ["shove the block"]})
-    save_paraphrases(theirs, "other", {0: ["shove the block"]})
-    args = ["train", "--datasets", str(dataset), "--image-size", "32", "--batch-size", "4", "--max-steps", "1",
-            "--save-every", "1", "--num-workers", "0", "--paraphrase-prob", "1"]
-    assert main([*args, "--paraphrases", str(ours), "--run-dir", str(tmp_path / "run")]) == 0
-    assert "dataset pushes: sampling probability 1.000; paraphrases for 1 episodes" in capsys.readouterr().out
-    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
-    assert saved["paraphrases"] == [str(ours)] and saved["paraphrase_prob"] == 1.0
-    assert main([*args, "--paraphrases", str(theirs), "--run-dir", str(tmp_path / "bad")]) == 2
-    assert f"paraphrase file {theirs} was made for dataset 'other', not 'pushes'" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="got 2 paraphrases entries for 1 datasets"):
-        TrainConfig(datasets=(str(dataset),), paraphrases=(str(ours), str(ours)))
-    with pytest.raises(ConfigError, match="paraphrase_prob must be in"):
-        TrainConfig(datasets=(str(dataset),), paraphrase_prob=-0.1)
 
 
 def test_help_into_a_closed_pipe_stops_quietly():

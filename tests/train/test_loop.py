@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import synthetic
-from clearvla.config import TrainConfig
+from clearvla.train.config import TrainConfig
 from clearvla.errors import CheckpointError
 from clearvla.models.vla import VLA
 from clearvla.train.checkpointing import checkpoint_dirs

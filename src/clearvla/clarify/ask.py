@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clearvla.errors import InputError
-from clearvla.sim.objects import ObjectSpec
+from clearvla.scene.objects import ObjectSpec
 
 from clearvla.clarify import features as ft
 from clearvla.clarify.ground import Grounding

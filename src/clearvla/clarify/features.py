@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clearvla.sim import language as lang
-from clearvla.sim.objects import ObjectSpec
-from clearvla.sim.vocab import RELATIONS, SURFACE_FORMS
+from clearvla.scene import language as lang
+from clearvla.scene.objects import ObjectSpec
+from clearvla.scene.vocab import RELATIONS, SURFACE_FORMS
 
 from clearvla.clarify.ground import landmarks, side_offset
 

@@ -1,9 +1,9 @@
 """Referent x scene -> candidate interpretations, each an unambiguous instruction in the simulator's phrasing.
 
-Scenes are lists of `clearvla.sim.objects.ObjectSpec` (attributes, bounding box, table position `xy` in metres,
+Scenes are lists of `clearvla.scene.objects.ObjectSpec` (attributes, bounding box, table position `xy` in metres,
 world frame, and yaw). A `Detector` supplies them: `GroundTruthDetector` reads the env's `info["objects"]`; a
 real-robot detector returns the same type from camera images. Matching and phrasing reuse the simulator's
-`clearvla.sim.language` (`matches`, `relation_holds`, `phrase`), so "left of" means exactly what the simulator
+`clearvla.scene.language` (`matches`, `relation_holds`, `phrase`), so "left of" means exactly what the simulator
 means by it (as seen in the third-person camera, with its margin).
 
 An interpretation's instruction is the original with only the object phrase rewritten: the spoken description
@@ -22,9 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from clearvla.errors import InputError
-from clearvla.sim import language as lang
-from clearvla.sim.objects import ObjectSpec, SceneObject
-from clearvla.sim.vocab import RELATIONS, SURFACE_FORMS
+from clearvla.scene import language as lang
+from clearvla.scene.objects import ObjectSpec, SceneObject
+from clearvla.scene.vocab import RELATIONS, SURFACE_FORMS
 
 from clearvla.clarify.parse import Description, Referent
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from clearvla.errors import ConfigError, InputError
-from clearvla.sim.objects import ObjectSpec, SceneObject
+from clearvla.scene.objects import ObjectSpec, SceneObject
 
 from clearvla.clarify import features as ft
 from clearvla.clarify.ask import Answer, Ask

@@ -1,7 +1,7 @@
 """Instruction -> `Referent`: the task, the part it names (kind, colour, size, spatial relation to an anchor), the
 target it goes to or the direction it is pushed.
 
-The lexicon is the simulator's own (`clearvla.sim.vocab.SURFACE_FORMS`, train words and held-out synonyms), and the
+The lexicon is the simulator's own (`clearvla.scene.vocab.SURFACE_FORMS`, train words and held-out synonyms), and the
 prepositions that introduce a target are read off the simulator's templates, so nothing here duplicates a table.
 The grammar is a longest-match scan rather than template matching, so it also reads instructions the simulator
 never generates ("please grab the small red screw and put it into the tote"):
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clearvla.errors import InputError
-from clearvla.sim.vocab import (
+from clearvla.scene.vocab import (
     DISTRACTOR_COLOURS,
     DISTRACTOR_KINDS,
     HELDOUT_TEMPLATES,

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_interactive(args: argparse.Namespace, checkpoint: Path) -> int:
-    from clearvla.clarify.interactive import run_interactive_episode
+    from clearvla.commands.interactive import run_interactive_episode
 
     suite = args.suites[0] if args.suites != list(SUITES) else "ambiguous"
     run_interactive_episode(checkpoint, suite=suite, index=args.index, out_dir=args.out / "videos")

@@ -4,7 +4,6 @@
   video   write an MP4 or GIF of the expert playing one episode
   expert  measure the scripted expert's success per suite and task
   suites  list the suites and their sizes
-  paraphrase  write the paraphrases of a recording's instructions (language augmentation for training)
 """
 
 from __future__ import annotations
@@ -67,13 +66,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("suites", help="list the suites")
     s.set_defaults(func=run_suites)
-
-    q = sub.add_parser("paraphrase", help="every train-suite wording of each recorded episode's instruction, for "
-                                          "`clearvla train --paraphrases`")
-    q.add_argument("--dataset", type=Path, required=True, help="a dataset written by `clearvla sim record`")
-    q.add_argument("--out", type=Path, required=True,
-                   help="paraphrase file to write (JSON; outside the dataset, which is left as it is)")
-    q.set_defaults(func=run_paraphrase)
 
 
 def run_record(args: argparse.Namespace) -> int:
@@ -171,22 +163,4 @@ def run_suites(args: argparse.Namespace) -> int:
 
     for name in SUITES:
         print(f"{name:10s} {SUITE_SIZES[name]:5d} episodes")
-    return 0
-
-
-def run_paraphrase(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from clearvla.data.formats import open_source
-    from clearvla.data.paraphrases import save_paraphrases
-    from clearvla.sim.paraphrase import dataset_paraphrases
-
-    source = open_source(args.dataset)
-    if args.out.resolve().is_relative_to(Path(args.dataset).resolve()):
-        raise ConfigError(f"--out {args.out} is inside the dataset {args.dataset}; write it beside the dataset")
-    with tqdm(total=len(source), desc="paraphrase", unit="episode") as bar:
-        table = dataset_paraphrases(source, progress=bar.update)
-    save_paraphrases(args.out, source.name, table)
-    counts = [len(v) for v in table.values()]
-    print(f"{args.out}: {sum(counts)} paraphrases of {len(table)} episodes ({min(counts)}-{max(counts)} each)")
     return 0

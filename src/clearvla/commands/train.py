@@ -1,7 +1,7 @@
-"""`clearvla train`: a TrainConfig from `--config FILE` (YAML/JSON) plus CLI overrides (tyro), on one
-process or under torchrun.
+"""`clearvla train`: a TrainConfig (train/config.py) from `--config FILE` (YAML/JSON) plus CLI overrides (tyro), on
+one process or under torchrun.
 
-    clearvla train --config configs/train_tiny.yaml --mode lora --max-steps 2000
+    clearvla train --config configs/workcell_chunk.yaml --datasets runs/data/demos --max-steps 2000
     torchrun --nproc_per_node 2 -m clearvla.cli train --config ... --strategy ddp
 """
 
@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Iterator
 
-from clearvla.config import TrainConfig
+from clearvla.train.config import TrainConfig, config_from_fields, flatten
 from clearvla.errors import ConfigError
 
 
@@ -27,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_config_file(path: Path, _including: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """TrainConfig fields from a YAML or JSON file. `base: OTHER.yaml` (a path relative to this file) loads OTHER
-    first and this file's fields replace its fields, whole (lists are not merged); bases may chain."""
+    """TrainConfig fields, by flat name, from a YAML or JSON file of flat names or group sections (`optim: {lr: ...}`).
+    `base: OTHER.yaml` (a path relative to this file) loads OTHER first and this file's fields replace its fields,
+    whole (lists are not merged); bases may chain."""
     import yaml
 
     if not path.is_file():
@@ -40,9 +40,9 @@ def load_config_file(path: Path, _including: tuple[Path, ...] = ()) -> dict[str,
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of TrainConfig fields, got a {type(raw).__name__}")
-    inherited: dict[str, Any] = {}
     base = raw.pop("base", None)
-    own = check_fields(raw, str(path))
+    own = flatten(raw, str(path))  # unknown or removed fields are errors that name them
+    inherited: dict[str, Any] = {}
     if base is not None:
         chain = (*_including, path.resolve())
         base = (path.parent / str(base)).resolve()
@@ -50,16 +50,6 @@ def load_config_file(path: Path, _including: tuple[Path, ...] = ()) -> dict[str,
             raise ConfigError("config bases form a cycle: " + " -> ".join(str(p) for p in (*chain, base)))
         inherited = load_config_file(base, chain)
     return {**inherited, **own}
-
-
-def check_fields(raw: dict[str, Any], where: str) -> dict[str, Any]:
-    """`raw` as TrainConfig keyword arguments (YAML lists become tuples); an unknown name is a ConfigError that
-    names `where` (a file, or a recipe stage) and lists the valid fields."""
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; TrainConfig fields: {', '.join(sorted(known))}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
 
 
 def parse_config(options: list[str]) -> tuple[TrainConfig, str]:
@@ -80,16 +70,10 @@ def parse_config(options: list[str]) -> tuple[TrainConfig, str]:
                 defaults = load_config_file(Path(value))
             else:
                 strategy = value
-    return tyro.cli(TrainConfig, args=options, default=config_from_fields(defaults), prog="clearvla train"), strategy
-
-
-def config_from_fields(fields: dict[str, Any], where: str = "") -> TrainConfig:
-    """A TrainConfig from flat field names (as config files spell them; see `check_fields`); a bad value is a
-    ConfigError prefixed with `where` when given."""
-    try:
-        return TrainConfig(**fields)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+    # Flags keep their flat names (--lr, not --optim.lr); --help shows them by group.
+    cfg = tyro.cli(TrainConfig, args=options, default=config_from_fields(defaults), prog="clearvla train",
+                   config=(tyro.conf.OmitArgPrefixes,))
+    return cfg, strategy
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,55 +91,50 @@ def train_from_config(cfg: TrainConfig, strategy: str = "ddp") -> list[dict[str,
     from clearvla.data.cleaning import CleaningConfig
     from clearvla.data.loader import make_dataloader
     from clearvla.data.mixture import DatasetSpec, Mixture
-    from clearvla.data.paraphrases import load_paraphrases
     from clearvla.train.build import build_model
     from clearvla.train.distributed import init_distributed, shutdown, wrapper
     from clearvla.train.loop import train
     from clearvla.train.modes import LoraSettings, apply_mode, count_parameters
+    from clearvla.train.objectives import needs_masks
 
-    if not cfg.datasets:
+    data = cfg.data
+    if not data.datasets:
         raise ConfigError("no datasets given: pass --datasets DIR [DIR ...] or set `datasets` in the config file")
     dist = init_distributed(torch.distributed.is_torchelastic_launched())
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    weights = cfg.weights or (1.0,) * len(cfg.datasets)
-    like = cfg.normalize_like or ("",) * len(cfg.datasets)
+    weights = data.weights or (1.0,) * len(data.datasets)
+    like = data.normalize_like or ("",) * len(data.datasets)
     mixture = Mixture.build(
-        [DatasetSpec(path, weight, normalize_like=other or None) for path, weight, other in zip(cfg.datasets, weights, like)],
-        cleaning=CleaningConfig(drop_outliers=cfg.drop_outliers, outlier_k=cfg.outlier_k),
-        val_fraction=cfg.val_fraction, seed=cfg.seed, cache_dir=Path(cfg.run_dir) / "cache",
+        [DatasetSpec(path, weight, normalize_like=other or None) for path, weight, other in zip(data.datasets, weights, like)],
+        cleaning=CleaningConfig(drop_outliers=data.drop_outliers, outlier_k=data.outlier_k),
+        val_fraction=data.val_fraction, seed=cfg.run.seed, cache_dir=Path(cfg.run.run_dir) / "cache",
     )
-    paraphrases = {
-        m.name: load_paraphrases(path, m.name, len(m.source))
-        for m, path in zip(mixture.members, cfg.paraphrases or ("",) * len(cfg.datasets)) if path
-    }
     vla = build_model(cfg, mixture.norm_stats, device)
-    apply_mode(vla, cfg.mode, LoraSettings(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout))
+    apply_mode(vla, cfg.model.mode, LoraSettings(cfg.model.lora_rank, cfg.model.lora_alpha, cfg.model.lora_dropout))
     trainable, total = count_parameters(vla)
     if dist.is_main:
-        print(f"mode {cfg.mode}: {trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.2f}%)")
+        print(f"mode {cfg.model.mode}: {trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.2f}%)")
         for name, p in mixture.probabilities.items():
-            said = f"; paraphrases for {len(paraphrases[name])} episodes" if name in paraphrases else ""
-            print(f"  dataset {name}: sampling probability {p:.3f}{said}")
+            print(f"  dataset {name}: sampling probability {p:.3f}")
 
     def loader(split: str, seed: int):
-        return make_dataloader(mixture, vla.tokenizer, vla.processor, split=split, batch_size=cfg.batch_size,
-                               num_workers=cfg.num_workers if split == "train" else 0, seed=seed,
-                               augment=cfg.augment, action_vocab_size=vla.config.base_vocab_size,
+        return make_dataloader(mixture, vla.tokenizer, vla.processor, split=split, batch_size=cfg.optim.batch_size,
+                               num_workers=data.num_workers if split == "train" else 0, seed=seed,
+                               augment=data.augment, action_vocab_size=vla.config.base_vocab_size,
                                cameras=vla.config.cameras, proprio=vla.config.proprio_dim > 0,
-                               action_chunk=vla.config.action_chunk, buffer_episodes=cfg.shuffle_buffer,
-                               attention=split == "train" and (cfg.attention_loss > 0 or cfg.focus_loss > 0),
-                               gripper_change_repeats=cfg.gripper_change_repeats, paraphrases=paraphrases,
-                               paraphrase_prob=cfg.paraphrase_prob)
+                               action_chunk=vla.config.action_chunk, buffer_episodes=data.shuffle_buffer,
+                               attention=split == "train" and needs_masks(cfg.objectives),
+                               gripper_change_repeats=data.gripper_change_repeats)
 
     # Each rank draws its own stream; a resumed run replays the stream up to where it stopped (data only).
-    train_loader = loader("train", cfg.seed * 1000 + dist.rank)
+    train_loader = loader("train", cfg.run.seed * 1000 + dist.rank)
 
     def train_batches(start_sample: int) -> Iterator[dict]:
-        return itertools.islice(iter(train_loader), start_sample // cfg.batch_size, None)
+        return itertools.islice(iter(train_loader), start_sample // cfg.optim.batch_size, None)
 
     has_val = any(len(m.val) for m in mixture.members)
-    val_loader = loader("val", cfg.seed) if has_val else None
-    bar = tqdm(total=cfg.max_steps, desc="train", unit="step", disable=not dist.is_main)
+    val_loader = loader("val", cfg.run.seed) if has_val else None
+    bar = tqdm(total=cfg.optim.max_steps, desc="train", unit="step", disable=not dist.is_main)
 
     def progress(step: int, metrics: dict[str, float]) -> None:
         bar.n = step
@@ -175,5 +154,5 @@ def train_from_config(cfg: TrainConfig, strategy: str = "ddp") -> list[dict[str,
         fit = (f"action L1 {last['action_l1']:.3f}" if "action_accuracy" not in last and "action_l1" in last
                else f"action accuracy {last.get('action_accuracy', float('nan')):.3f}")
         print(f"done: step {last['step']}, loss {last['loss']:.4f}, {fit}")
-        print(f"checkpoints in {Path(cfg.run_dir) / 'checkpoints'}; curves in {Path(cfg.run_dir) / 'curves.png'}")
+        print(f"checkpoints in {Path(cfg.run.run_dir) / 'checkpoints'}; curves in {Path(cfg.run.run_dir) / 'curves.png'}")
     return history

@@ -24,7 +24,7 @@ class Episode:
     metadata:    free-form per-episode facts (seed, task, success, source file ...).
     attention:   camera name -> [T, h, w] uint8 (1 = the part or target the instruction names shows there, at a
                  reduced resolution h x w), or None: training-only supervision of where the model should look
-                 (models/attention_target.py); the simulator records it from its ground truth.
+                 (train/objectives.py); the simulator records it from its ground truth.
     """
 
     images: dict[str, np.ndarray]

@@ -12,7 +12,6 @@ Unreadable episodes fail the run, or with on_error="skip" are logged (file and e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -28,12 +27,15 @@ from clearvla.data.formats import SkipLog, check_on_error
 from clearvla.data.mixture import Mixture, MixtureMember
 from clearvla.errors import ConfigError, DataError
 
+# Decoded episodes per dataset and worker that frames are drawn from: what every training recipe uses
+# (TrainConfig.shuffle_buffer); a handful gives batches of near-duplicate frames.
+BUFFER_EPISODES = 64
+
 
 @dataclass(eq=False)  # identity, not array comparison, when removed from a buffer
 class _Loaded:
     """One decoded episode in a buffer: frames [K, C, S, S, 3] uint8 (C cameras in order), normalised actions
-    [K, A], proprio [K, P] and attention masks [K, C, h, w] (or None), a shuffled order, and other instructions
-    that mean the same as `instruction` (its paraphrases, possibly none)."""
+    [K, A], proprio [K, P] and attention masks [K, C, h, w] (or None), a shuffled order."""
 
     frames: np.ndarray
     actions: np.ndarray
@@ -42,18 +44,17 @@ class _Loaded:
     order: np.ndarray
     cursor: int = 0
     attention: np.ndarray | None = None
-    paraphrases: tuple[str, ...] = ()
 
-    def sample(self, t: int, dataset_name: str, chunk: int = 0, instruction: str | None = None) -> Sample:
+    def sample(self, t: int, dataset_name: str, chunk: int = 0) -> Sample:
         """Frame `t`; with `chunk` K > 0 its action is the chunk [K, A] from t on, the last action repeated past
-        the episode's end (OpenVLA-OFT's padding). `instruction` replaces the episode's (a paraphrase)."""
+        the episode's end (OpenVLA-OFT's padding)."""
         proprio = None if self.proprio is None else self.proprio[t]
         if chunk:
             action = self.actions[np.minimum(np.arange(t, t + chunk), len(self.actions) - 1)]
         else:
             action = self.actions[t]
         attention = None if self.attention is None else self.attention[t]
-        return Sample(self.frames[t], instruction or self.instruction, action, dataset_name, proprio, attention)
+        return Sample(self.frames[t], self.instruction, action, dataset_name, proprio, attention)
 
     @property
     def remaining(self) -> int:
@@ -84,17 +85,14 @@ def camera_map(dataset: str, have: Sequence[str], want: Sequence[str]) -> dict[s
 class _EpisodeReader:
     """Loads kept episodes of one dataset as model-sized frames of every camera, normalised actions and proprio
     (`proprio_stats` None: the model reads no robot state) and, with `attention`, every camera's attention masks.
-    With a random order (training), frames whose gripper command changes are in it `gripper_change_repeats` times.
-    `paraphrases` maps the dataset's episode indices to other instructions for them."""
+    With a random order (training), frames whose gripper command changes are in it `gripper_change_repeats` times."""
 
     def __init__(
         self, member: MixtureMember, stats: NormStats, proprio_stats: NormStats | None, cameras: tuple[str, ...],
         processor, on_error: str, skips: SkipLog, attention: bool = False, gripper_change_repeats: int = 1,
-        paraphrases: Mapping[int, tuple[str, ...]] | None = None,
     ) -> None:
         self.member, self.stats, self.proprio_stats, self.cameras = member, stats, proprio_stats, cameras
         self.attention, self.gripper_change_repeats = attention, gripper_change_repeats
-        self.paraphrases = paraphrases or {}
         self.size, self.processor = int(processor.image_size), processor
         self.on_error, self.skips = on_error, skips
         self._names: dict[str, str] | None = None  # model camera -> dataset camera, once known (camera_map)
@@ -151,8 +149,7 @@ class _EpisodeReader:
         else:
             changes = gripper_changes(entry.actions[:, -1], float(self.stats.q99[-1] - self.stats.q01[-1]))
             order = rng.permutation(np.repeat(np.arange(len(stacked)), np.where(changes, self.gripper_change_repeats, 1)))
-        return _Loaded(stacked, actions, proprio, entry.instruction, order, attention=attention,
-                       paraphrases=self.paraphrases.get(entry.index, ()))
+        return _Loaded(stacked, actions, proprio, entry.instruction, order, attention=attention)
 
     def _resized(self, frames: np.ndarray) -> np.ndarray:
         if frames.shape[1:3] == (self.size, self.size):
@@ -175,12 +172,10 @@ class VLABatches(IterableDataset):
         cameras: tuple[str, ...] = ("image",),
         proprio: bool = False,
         action_chunk: int = 0,
-        buffer_episodes: int = 4,
+        buffer_episodes: int = BUFFER_EPISODES,
         on_error: str = "fail",
         attention: bool = False,
         gripper_change_repeats: int = 1,
-        paraphrases: Mapping[str, Mapping[int, tuple[str, ...]]] | None = None,
-        paraphrase_prob: float = 0.5,
     ) -> None:
         if split not in ("train", "val"):
             raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
@@ -198,16 +193,12 @@ class VLABatches(IterableDataset):
         if gripper_change_repeats < 1:
             raise ConfigError(f"gripper_change_repeats must be >= 1, got {gripper_change_repeats}")
         self.gripper_change_repeats = gripper_change_repeats
-        if not 0.0 <= paraphrase_prob <= 1.0:
-            raise ConfigError(f"paraphrase_prob must be in [0, 1], got {paraphrase_prob}")
-        self.paraphrases, self.paraphrase_prob = paraphrases or {}, paraphrase_prob
 
     def _readers(self, skips: SkipLog) -> list[_EpisodeReader]:
         return [
             _EpisodeReader(
                 m, self.mixture.action_stats[m.name], self.mixture.proprio_stats(m.name) if self.proprio else None,
                 self.cameras, self.collator.processor, self.on_error, skips, self.attention, self.gripper_change_repeats,
-                self.paraphrases.get(m.name),
             )
             for m in self.mixture.members
         ]
@@ -261,10 +252,7 @@ class VLABatches(IterableDataset):
                     draw -= episode.remaining
                 t = episode.order[episode.cursor]
                 episode.cursor += 1
-                instruction = None
-                if episode.paraphrases and rng.random() < self.paraphrase_prob:
-                    instruction = episode.paraphrases[int(rng.integers(len(episode.paraphrases)))]
-                samples.append(episode.sample(t, members[d].name, self.action_chunk, instruction))
+                samples.append(episode.sample(t, members[d].name, self.action_chunk))
                 if episode.remaining == 0:
                     buffer.remove(episode)
             yield self.collator.prepare(samples)
@@ -316,14 +304,12 @@ def make_dataloader(
     cameras: tuple[str, ...] = ("image",),
     proprio: bool = False,
     action_chunk: int = 0,
-    buffer_episodes: int = 4,
+    buffer_episodes: int = BUFFER_EPISODES,
     on_error: str = "fail",
     prefetch_factor: int = 2,
     action_vocab_size: int | None = None,
     attention: bool = False,
     gripper_change_repeats: int = 1,
-    paraphrases: Mapping[str, Mapping[int, tuple[str, ...]]] | None = None,
-    paraphrase_prob: float = 0.5,
 ) -> DataLoader:
     """DataLoader of model-ready batches {pixel_values, input_ids, attention_mask, labels, actions, dataset_name,
     proprio (with proprio=True), attention_target (with attention=True)}. `cameras` are the model's, in its order (`VLAConfig.cameras`). With `action_chunk`
@@ -332,16 +318,14 @@ def make_dataloader(
     `augment=True` uses OpenVLA's augmentation on "train" (never on "val"). Training batches never end; stop
     after the steps you need. `seed` fixes sampling and augmentation for a given num_workers.
     `gripper_change_repeats` > 1 draws "train" frames whose gripper command changes (grasps and releases, about one
-    frame in thirty) that many times per pass over an episode. `paraphrases` (dataset name -> episode index -> other
-    instructions, `data.paraphrases`) replace a "train" frame's instruction with one of its episode's, drawn
-    uniformly, with probability `paraphrase_prob`; "val" keeps the recorded instructions.
+    frame in thirty) that many times per pass over an episode.
     """
     config = (AugmentConfig() if augment is True else augment or None) if split == "train" else None
     collator = VLACollator(tokenizer, processor, augment=config, action_vocab_size=action_vocab_size, seed=seed)
     dataset = VLABatches(
         mixture, collator, split=split, batch_size=batch_size, seed=seed, cameras=cameras, proprio=proprio,
         action_chunk=action_chunk, buffer_episodes=buffer_episodes, on_error=on_error, attention=attention,
-        gripper_change_repeats=gripper_change_repeats, paraphrases=paraphrases, paraphrase_prob=paraphrase_prob,
+        gripper_change_repeats=gripper_change_repeats,
     )
     return VLADataLoader(
         dataset,

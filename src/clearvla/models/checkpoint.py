@@ -22,9 +22,10 @@ from huggingface_hub import save_torch_state_dict
 from safetensors import SafetensorError, safe_open
 from transformers import LlamaConfig
 
-from clearvla.config import VLAConfig, vit_from_dict, vit_to_dict
+from clearvla.models.config import VLAConfig, vit_from_dict, vit_to_dict
 from clearvla.errors import CheckpointError, ConfigError
 from clearvla.models.processor import ImageProcessor
+from clearvla.models.quantize import check_mode, quantization_of, quantize_vla, require_bitsandbytes
 from clearvla.models.tokenizer import load_tokenizer, save_tokenizer
 from clearvla.models.vision import TIMM_VITS
 
@@ -202,7 +203,15 @@ def read_state_dict(directory: Path, expected: dict[str, torch.Size], dtype: tor
 
 
 # --- load / save ------------------------------------------------------------------------------------
-def load_pretrained(cls: type["VLA"], directory: Path, *, dtype: torch.dtype, device: str | torch.device) -> "VLA":
+def load_pretrained(
+    cls: type["VLA"], directory: Path, *, dtype: torch.dtype, device: str | torch.device, quantize: str | None = None
+) -> "VLA":
+    """The checkpoint in `directory` as `cls`, in `dtype` on `device`; `quantize` int8 / int4 reads the weights on
+    the CPU and quantises them as they move to `device` (models/quantize.py)."""
+    mode = check_mode(quantize)
+    if mode != "none":
+        require_bitsandbytes()  # fail before reading gigabytes of weights
+        return quantize_vla(load_pretrained(cls, directory, dtype=dtype, device="cpu"), mode, device=device).to(device).eval()
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {directory} does not exist")
     config, norm_stats = config_from_json(_read_json(directory / CONFIG_FILE), str(directory / CONFIG_FILE))
@@ -219,8 +228,6 @@ def load_pretrained(cls: type["VLA"], directory: Path, *, dtype: torch.dtype, de
 
 def save_pretrained(model: "VLA", directory: Path, *, max_shard_size: int | str, state_dict: dict | None = None) -> Path:
     """Write into a sibling temporary directory, then swap it in, so a crash never leaves half a checkpoint."""
-    from clearvla.infer.quantize import quantization_of
-
     if state_dict is None and quantization_of(model) != "none":
         raise CheckpointError(
             f"this model is quantised ({quantization_of(model)}); OpenVLA checkpoints hold float weights: save the "

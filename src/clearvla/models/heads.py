@@ -15,16 +15,44 @@ from torch import nn
 
 @dataclass
 class ChunkOutput:
-    """A chunk model's forward: `actions` [B, K, A] normalised; `loss` the mean L1 to the targets (when given);
-    `patch_loss` the patch decoder's reconstruction error (models with one, when given targets); `attention_loss`
-    the slots' attention supervision (when given an attention target; models/attention_target.py); `focus_loss` the
-    focus head's centroid error (models with one, given the same target; models/focus_target.py)."""
+    """A chunk model's forward: `actions` [B, K, A] normalised; `loss` the mean L1 to the targets (when given).
+
+    What the training objectives (train/objectives.py) read, each only when asked for or given targets:
+    `patch_predictions` [B, C * G^2, 3 r^2] the patch decoder's reconstruction of every camera patch (models with
+    one); `focus` [B, C, 2] the focus head's centroid per camera (models with one); `attentions` one [B, H, T, T]
+    per LLM layer (with output_attentions, under eager attention)."""
 
     loss: torch.Tensor | None
     actions: torch.Tensor
-    patch_loss: torch.Tensor | None = None
-    attention_loss: torch.Tensor | None = None
-    focus_loss: torch.Tensor | None = None
+    patch_predictions: torch.Tensor | None = None
+    focus: torch.Tensor | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class PatchDecoder(nn.Module):
+    """Training only: a linear map from a patch token [.., D] to its patch's pixels at `resolution` x `resolution`
+    (RGB, 3 r^2 values); the patch loss (train/objectives.py) says why. Inference never runs it."""
+
+    def __init__(self, hidden_size: int, resolution: int) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.proj = nn.Linear(hidden_size, 3 * resolution * resolution)
+
+    def forward(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(patch_tokens)
+
+
+class FocusHead(nn.Module):
+    """Training only: the mean action-slot state [B, S, D] -> every camera's focus centroid (u, v) [B, C, 2], where
+    the object the arm heads for shows (the focus loss, train/objectives.py, says why). Inference never runs it."""
+
+    def __init__(self, hidden_size: int, cameras: int) -> None:
+        super().__init__()
+        self.cameras = cameras
+        self.proj = nn.Linear(hidden_size, 2 * cameras)
+
+    def forward(self, slot_states: torch.Tensor) -> torch.Tensor:
+        return self.proj(slot_states.mean(dim=1)).float().view(-1, self.cameras, 2)
 
 
 class _ResidualBlock(nn.Module):
@@ -93,3 +121,9 @@ def slot_attention(
     lengths = valid.sum(1, keepdim=True)
     slots = lengths + torch.arange(n_slots, device=valid.device)[None]
     return mask[:, None], torch.cat([positions.clamp(min=0), slots], dim=1)
+
+
+def eager_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A bool attention mask (True = may attend) as the additive float mask eager attention needs: transformers' eager
+    path adds the mask to the scores, so a bool mask would add 1 / 0 and mask nothing."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)

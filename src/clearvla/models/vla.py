@@ -14,10 +14,9 @@ each other bidirectionally, and `action_head` (models/heads.py) reads them as a 
 With config `slot_embeddings`, the slots start from learned embeddings (`action_slots`) instead of zeros; with
 `prefix_attention="bidirectional"` the tokens before the slots attend to each other both ways (a prefix-LM).
 
-With config `patch_decoder` r > 0, `patch_decoder` (models/patch_decoder.py) gives training a patch-reconstruction
-loss; inference never runs it. Likewise `attention_target` (models/attention_target.py) gives chunk models a loss on
-where the slots look, and with config `focus_head`, `focus_head` (models/focus_target.py) one on whether the slots
-know where the object they look at shows.
+Training-only modules (config `patch_decoder` r > 0: `patch_decoder`; config `focus_head`: `focus_head`; both in
+models/heads.py) add outputs to the training forward, and `output_attentions` returns the LLM's attention weights;
+the objectives that read them live in train/objectives.py. Inference never runs them.
 """
 
 from __future__ import annotations
@@ -31,23 +30,21 @@ from torch import nn
 from transformers import LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from clearvla.actions.normalize import action_stats, select_stats, stream_stats
+from clearvla.actions.normalize import action_stats, select_stats
 from clearvla.actions.tokenizer import ActionTokenizer
-from clearvla.config import VLAConfig, get_config
 from clearvla.errors import CheckpointError, InputError
-from clearvla.models.attention_target import attention_loss, captured_attention, eager_mask, patch_mask
+from clearvla.models.config import VLAConfig
 from clearvla.models.decoding import greedy_decode
-from clearvla.models.focus_target import FocusHead
-from clearvla.models.heads import ChunkOutput, L1ActionHead, slot_attention
-from clearvla.models.patch_decoder import PatchDecoder
-from clearvla.models.processor import ImageLike, ImageProcessor
+from clearvla.models.heads import ChunkOutput, FocusHead, L1ActionHead, PatchDecoder, eager_mask, slot_attention
+from clearvla.models.inputs import Observation, inference_inputs, observation_inputs
+from clearvla.models.presets import get_config
+from clearvla.models.processor import ImageProcessor
 from clearvla.models.projector import ProprioProjector, Projector
-from clearvla.models.tokenizer import base_vocab_size, build_tiny_tokenizer, prompt_ids
+from clearvla.models.tokenizer import base_vocab_size, build_tiny_tokenizer
 from clearvla.models.vision import VisionBackbone
 
 IGNORE_INDEX = -100
 DEFAULT_ACTION_DIM = 7
-Observation = ImageLike | dict[str, ImageLike]  # one image (single-camera models) or {camera name: image}
 
 
 class VLA(nn.Module):
@@ -132,14 +129,10 @@ class VLA(nn.Module):
         quantize: str | None = None,
     ) -> "VLA":
         """Load an OpenVLA-format checkpoint directory (safetensors only, no network, nothing unpickled).
-        `quantize`: None/"none", "int8" or "int4" (bitsandbytes, the `quantize` extra; see infer/quantize.py)."""
+        `quantize`: None/"none", "int8" or "int4" (bitsandbytes, the `quantize` extra; see models/quantize.py)."""
         from clearvla.models.checkpoint import load_pretrained
 
-        if quantize in (None, "none"):
-            return load_pretrained(cls, Path(directory), dtype=dtype, device=device)
-        from clearvla.infer.quantize import load_for_inference
-
-        return load_for_inference(directory, dtype=dtype, quantize=quantize, device=device)
+        return load_pretrained(cls, Path(directory), dtype=dtype, device=device, quantize=quantize)
 
     def save_pretrained(
         self, directory: str | Path, *, max_shard_size: int | str = "5GB", state_dict: dict[str, torch.Tensor] | None = None
@@ -211,7 +204,7 @@ class VLA(nn.Module):
         labels: torch.Tensor | None = None,
         proprio: torch.Tensor | None = None,
         actions: torch.Tensor | None = None,
-        attention_target: torch.Tensor | None = None,
+        output_attentions: bool = False,
     ) -> CausalLMOutputWithPast | ChunkOutput:
         """pixel_values [B, n_cameras*3*n_backbones, S, S], input_ids / attention_mask / labels [B, L], proprio [B, P]
         (models with proprio_dim > 0) -> logits [B, L + N, V] (N = num_prefix_tokens) and, with labels, the mean
@@ -220,32 +213,32 @@ class VLA(nn.Module):
         Chunk models (action_chunk K > 0) take the prompt alone as input_ids and return a ChunkOutput: normalised
         actions [B, K, A] and, given target `actions` [B, K, A] (normalised), their mean L1 loss; labels are unused.
 
-        Models with a `patch_decoder` also return `patch_loss` (scalar) when given targets; `loss` excludes it (the
-        trainer weighs it in). Chunk models given `attention_target` [B, n_cameras, h, w] masks (1 where the part the
-        instruction names shows; any resolution) return its `attention_loss` (models/attention_target.py) the same way,
-        and models with a `focus_head` its `focus_loss` (models/focus_target.py).
+        What the training objectives (train/objectives.py) read: given targets (labels or actions), models with a
+        `patch_decoder` also return `patch_predictions` and chunk models with a `focus_head` `focus` (ChunkOutput says
+        the shapes); `output_attentions` returns every LLM layer's attention weights (`attentions`), which only eager
+        attention computes: the caller picks the LLM's attention implementation, the forward never changes it.
         """
+        if output_attentions and self.language_model.config._attn_implementation != "eager":
+            raise InputError("output_attentions needs eager attention: call "
+                             "vla.language_model.set_attn_implementation('eager') first (sdpa never computes the weights)")
         embeddings = self.embed(pixel_values, input_ids, proprio)
         b, n = input_ids.shape[0], self.num_prefix_tokens
         if attention_mask is not None:
             attention_mask = _with_prefix(attention_mask, n)
-        patch_loss = None
+        patches = None
         if self.patch_decoder is not None and (labels is not None or actions is not None):
-            cameras = len(self.config.cameras)
-            patches = embeddings[:, 1 : 1 + cameras * self.vision_backbone.num_patches]
-            patch_loss = self.patch_decoder.loss(patches, pixel_values, cameras)
+            patches = self.patch_decoder(embeddings[:, 1 : 1 + len(self.config.cameras) * self.vision_backbone.num_patches])
         if self.action_head is not None:
-            out = self._forward_chunk(embeddings, attention_mask, actions, attention_target)
-            out.patch_loss = patch_loss
+            out = self._forward_chunk(embeddings, attention_mask, actions, output_attentions)
+            out.patch_predictions = patches
             return out
-        if attention_target is not None:
-            raise InputError("attention_target supervises action slots: it needs a chunk model (action_chunk > 0)")
         if labels is not None:
             ignored = labels.new_full((b, n), IGNORE_INDEX)
             labels = torch.cat([labels[:, :1], ignored, labels[:, 1:]], dim=1)
-        out = self.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, labels=labels)
-        if patch_loss is not None:
-            out["patch_loss"] = patch_loss
+        out = self.language_model(inputs_embeds=embeddings, attention_mask=attention_mask, labels=labels,
+                                  output_attentions=output_attentions)
+        if patches is not None:
+            out["patch_predictions"] = patches
         return out
 
     def _forward_chunk(
@@ -253,7 +246,7 @@ class VLA(nn.Module):
         embeddings: torch.Tensor,
         attention_mask: torch.Tensor | None,
         targets: torch.Tensor | None,
-        attention_target: torch.Tensor | None = None,
+        output_attentions: bool = False,
     ) -> ChunkOutput:
         head = self.action_head
         assert head is not None
@@ -266,30 +259,19 @@ class VLA(nn.Module):
         else:
             slots = embeddings.new_zeros(b, n_slots, d)
         sequence = torch.cat([embeddings, slots], dim=1)
-        supervised = None
-        if attention_target is None:
-            hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=mask, position_ids=positions,
-                                               use_cache=False)  # one pass: a KV cache would only cost time
-        else:
-            with captured_attention(self.language_model) as attention:
-                hidden = self.language_model.model(
-                    inputs_embeds=sequence, attention_mask=eager_mask(mask, sequence.dtype), position_ids=positions,
-                    use_cache=False,
-                )
-            grid = self.config.image_sizes[0] // self.config.vision[0].patch_size
-            target = patch_mask(attention_target, len(self.config.cameras), grid)
-            supervised = attention_loss(attention["weights"], target, 1, n_slots)
+        if self.language_model.config._attn_implementation == "eager":
+            mask = eager_mask(mask, sequence.dtype)
+        hidden = self.language_model.model(inputs_embeds=sequence, attention_mask=mask, position_ids=positions,
+                                           use_cache=False, output_attentions=output_attentions)  # one pass: no cache
         slot_states = hidden.last_hidden_state[:, t:]
         predicted = head(slot_states)
-        focus = None
-        if attention_target is not None and self.focus_head is not None:
-            focus = self.focus_head.loss(slot_states, attention_target)
-        loss = None
+        loss = focus = None
         if targets is not None:
             if targets.shape != predicted.shape:
                 raise InputError(f"actions must be [B, {head.chunk}, {head.action_dim}] (the chunk), got {tuple(targets.shape)}")
             loss = nn.functional.l1_loss(predicted.float(), targets.float())
-        return ChunkOutput(loss, predicted, attention_loss=supervised, focus_loss=focus)
+            focus = self.focus_head(slot_states) if self.focus_head is not None else None
+        return ChunkOutput(loss, predicted, focus=focus, attentions=hidden.attentions if output_attentions else None)
 
     # --- inference ----------------------------------------------------------------------------------
     def action_dim(self, unnorm_key: str | None = None) -> int:
@@ -304,41 +286,9 @@ class VLA(nn.Module):
         unnorm_key: str | None = None,
         center_crop: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Observations -> (pixel_values [B, n_cameras*3*n_backbones, S, S], normalised proprio [B, P] or None).
-
-        `images`: one observation or a list of B. An observation is a dict {camera name: uint8 HxWx3} holding every
-        camera in `config.cameras` (other keys are ignored), or, for single-camera models, just the image.
-        `proprio`: raw robot state [P] (one observation) or [B, P], normalised with `norm_stats[unnorm_key]["proprio"]`;
-        required exactly when the model has a proprio input.
-        """
-        batch = [images] if isinstance(images, dict) or _is_single_image(images) else list(images)
-        if not batch:
-            raise InputError("got an empty list of observations")
-        cameras = self.config.cameras
-        frames = []
-        for i, obs in enumerate(batch):
-            if not isinstance(obs, dict):
-                if len(cameras) > 1:
-                    raise InputError(f"this model reads cameras {list(cameras)}: pass a dict {{camera name: image}} per observation")
-                obs = {cameras[0]: obs}
-            missing = [c for c in cameras if c not in obs]
-            if missing:
-                raise InputError(f"observation {i} lacks camera(s) {missing}; the model needs {list(cameras)}, got {sorted(obs)}")
-            frames.extend(obs[c] for c in cameras)
-        pixel_values = self.processor(frames, center_crop=center_crop)
-        pixel_values = pixel_values.reshape(len(batch), -1, *pixel_values.shape[2:]).to(self.device)
-        if self.proprio_projector is None:
-            if proprio is not None:
-                raise InputError("this model has no proprio input (config proprio_dim = 0); pass proprio=None")
-            return pixel_values, None
-        if proprio is None:
-            raise InputError(f"this model reads the robot state: pass proprio, [{self.config.proprio_dim}] per observation")
-        state = np.asarray(proprio, dtype=np.float64)
-        state = state[None] if state.ndim == 1 else state
-        if state.shape != (len(batch), self.config.proprio_dim) or not np.isfinite(state).all():
-            raise InputError(f"proprio must be {len(batch)} x {self.config.proprio_dim} finite numbers, got shape {np.shape(proprio)}")
-        normalised = stream_stats(self.norm_stats, unnorm_key, "proprio").normalize(state)
-        return pixel_values, torch.as_tensor(normalised, dtype=torch.float32, device=self.device)
+        """Observations -> (pixel_values [B, n_cameras*3*n_backbones, S, S], normalised proprio [B, P] or None);
+        see models/inputs.py for what an observation is."""
+        return observation_inputs(self, images, proprio, unnorm_key, center_crop)
 
     def inference_inputs(
         self,
@@ -349,14 +299,7 @@ class VLA(nn.Module):
         proprio: np.ndarray | Sequence[float] | None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Observation(s) + instruction(s) -> (prefix embeddings [B, N, D], B prompt id vectors on the device)."""
-        if self.tokenizer is None:
-            raise InputError("this model has no tokenizer (build the tiny preset or load a checkpoint)")
-        instructions = [instruction] if isinstance(instruction, str) else list(instruction)
-        pixel_values, state = self.observation_inputs(images, proprio, unnorm_key, center_crop)
-        if len(pixel_values) != len(instructions):
-            raise InputError(f"got {len(pixel_values)} observations but {len(instructions)} instructions")
-        prompts = [torch.tensor(prompt_ids(self.tokenizer, text), device=self.device) for text in instructions]
-        return self.prefix(pixel_values, state), prompts
+        return inference_inputs(self, images, instruction, unnorm_key, center_crop, proprio)
 
     @torch.inference_mode()
     def predict_action_tokens(
@@ -451,9 +394,3 @@ def _with_prefix(attention_mask: torch.Tensor, n: int) -> torch.Tensor:
     ones = attention_mask.new_ones(attention_mask.shape[0], n)
     return torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
 
-
-def _is_single_image(images: Any) -> bool:
-    """One image (not a list of observations): a PIL image or an HxWx3 array."""
-    from PIL import Image
-
-    return isinstance(images, Image.Image) or (isinstance(images, np.ndarray) and images.ndim == 3)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from clearvla.config import TrainConfig
+from clearvla.train.config import TrainConfig
 from clearvla.errors import ConfigError
 from clearvla.recipe.manifest import (
     MANIFEST, STARTED, config_hash, fingerprint, git_commit, last_metrics, read_json, write_json,
@@ -169,7 +169,7 @@ def _dataset(recipe: Recipe, layout: Layout, name: str, trained: set[str], check
 def _train_stage(recipe: Recipe, stage: StageSpec, layout: Layout, step: Step, fingerprints: dict[str, str],
                  train: Trainer, commit: str | None) -> dict:
     """Train one stage (resuming when step.action says so) and write its manifest; returns the manifest."""
-    from clearvla.commands.train import config_from_fields
+    from clearvla.train.config import config_from_fields
 
     run_dir = layout.stage(stage.name)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -128,7 +128,7 @@ def load_recipe(path: Path) -> Recipe:
     the field."""
     import yaml
 
-    from clearvla.commands.train import check_fields, config_from_fields
+    from clearvla.train.config import config_from_fields, flatten
 
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist")
@@ -138,7 +138,7 @@ def load_recipe(path: Path) -> Recipe:
         raise ConfigError(f"cannot parse recipe {path}: {e}") from None
     _expect_mapping(raw, f"{path}")
     _no_unknown(raw, {"record", "defaults", "datasets", "stages"}, f"{path}")
-    defaults = check_fields(_managed(_expect_mapping(raw.get("defaults") or {}, f"{path}: defaults"),
+    defaults = flatten(_managed(_expect_mapping(raw.get("defaults") or {}, f"{path}: defaults"),
                                      f"{path}: defaults", also=("init", "datasets")), f"{path}: defaults")
     record = _expect_mapping(raw.get("record") or {}, f"{path}: record")
     datasets = {name: _dataset(name, spec, record, path)
@@ -152,7 +152,7 @@ def load_recipe(path: Path) -> Recipe:
             raise ConfigError(f"{where}: `init` must name an earlier stage, a preset or a checkpoint directory")
         if not isinstance(names, list) or not names or not all(isinstance(d, str) for d in names):
             raise ConfigError(f"{where}: `datasets` must be a non-empty list of dataset names from `datasets:`")
-        stages[name] = StageSpec(name, init, tuple(names), check_fields(spec, where))
+        stages[name] = StageSpec(name, init, tuple(names), flatten(spec, where))
     if not stages:
         raise ConfigError(f"{path}: no stages")
     recipe = Recipe(path, defaults, datasets, stages)
@@ -179,7 +179,7 @@ def _dataset(name: str, spec: Any, record: dict[str, Any], path: Path) -> Datase
 
 def _check_links(recipe: Recipe) -> None:
     """Every stage's init and datasets, and every handover, refer to something that exists by then."""
-    from clearvla.config import PRESETS
+    from clearvla.models.presets import PRESETS
 
     order = list(recipe.stages)
     where = f"{recipe.path}: stage"

@@ -5,9 +5,10 @@ Importing this package registers the gymnasium ids `clearvla/Workcell-v0` (suite
 and `clearvla/Workcell-<suite>-v0` for every suite in `clearvla.sim.suites.SUITES`.
 
 Modules: `env` (the gymnasium env), `suites` (episode lists), `sampling` (scene/instruction sampling),
-`vocab` / `language` (attribute vocabulary, synonyms, referring expressions), `tasks` (success checkers),
+`tasks` (success checkers),
 `expert` (scripted expert), `rollout` / `record` / `video` (running, recording and filming episodes),
-`arm` / `scene` / `objects` / `world` / `render` (MJCF, kinematics, physics and cameras).
+`arm` / `scene` / `objects` / `world` / `render` (MJCF, kinematics, physics and cameras). The objects, attribute
+vocabulary and referring expressions it shares with the clarifier live in `clearvla.scene`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import numpy as np
 from clearvla.errors import ConfigError, InputError
 from clearvla.sim import suites
 from clearvla.sim.arm import WRIST_CAMERA, ArmLimits
-from clearvla.sim.objects import SceneObject
+from clearvla.scene.objects import SceneObject
 from clearvla.sim.render import CameraRenderer
 from clearvla.sim.sampling import EpisodeSetup, EpisodeSpec
 from clearvla.sim.scene import FRONT_CAMERA

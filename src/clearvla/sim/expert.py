@@ -20,9 +20,10 @@ from clearvla.errors import InputError
 from clearvla.sim.arm import GRIP_ABOVE_TIPS
 from clearvla.sim.env import ACTION_HIGH, ACTION_LOW, WorkcellEnv
 from clearvla.sim.geometry import mat_to_rpy, quat_to_mat, quat_yaw, wrap_angle
-from clearvla.sim.objects import WALL, grasp_yaw
+from clearvla.scene.objects import WALL
+from clearvla.sim.objects import grasp_yaw
 from clearvla.sim.tasks import top_z
-from clearvla.sim.vocab import DIRECTION_AXIS
+from clearvla.scene.vocab import DIRECTION_AXIS
 
 FINGER_FACE = 0.014  # m from the grip centre to the outer face of the closed fingers
 DEFAULT_STEP_NOISE = 0.0015  # m, std of the per-step translation noise at noise=1

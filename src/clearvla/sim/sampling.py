@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from clearvla.sim import language as lang
-from clearvla.sim.objects import DISTRACTOR_DIMS, PART_DIMS, PHYSICAL_DIMS, TARGET_DIMS, ObjectSpec
+from clearvla.scene import language as lang
+from clearvla.scene.objects import DISTRACTOR_DIMS, PART_DIMS, PHYSICAL_DIMS, TARGET_DIMS, ObjectSpec
 from clearvla.sim.scene import Appearance, SceneSpec
 from clearvla.sim.tasks import STEP_LIMITS, TaskSpec
-from clearvla.sim.vocab import (
+from clearvla.scene.vocab import (
     DIRECTION_AXIS,
     DISTRACTOR_COLOURS,
     DISTRACTOR_KINDS,

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clearvla.sim.arm import ARM_DEFAULTS, arm_mjcf
-from clearvla.sim.objects import ObjectSpec, object_assets, object_body
+from clearvla.scene.objects import ObjectSpec
+from clearvla.sim.objects import object_assets, object_body
 
 FRONT_CAMERA = "front"
 TABLE_CENTRE = (0.45, 0.0)

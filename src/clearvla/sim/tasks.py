@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from clearvla.sim.geometry import quat_to_mat
-from clearvla.sim.objects import WALL
-from clearvla.sim.vocab import DIRECTION_AXIS
+from clearvla.scene.objects import WALL
+from clearvla.scene.vocab import DIRECTION_AXIS
 from clearvla.sim.world import Workcell
 
 TASKS: tuple[str, ...] = ("pick", "place", "stack", "push")

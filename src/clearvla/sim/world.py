@@ -9,7 +9,7 @@ import numpy as np
 from clearvla.errors import ConfigError
 from clearvla.sim.arm import FINGERS, HOME_QPOS, Arm, ArmLimits
 from clearvla.sim.geometry import rotation_error, rpy_to_mat
-from clearvla.sim.objects import ObjectSpec, SceneObject
+from clearvla.scene.objects import ObjectSpec, SceneObject
 from clearvla.sim.scene import SceneSpec, build_mjcf
 
 SETTLE_TIME = 0.3  # s of physics after reset so parts come to rest before the first observation

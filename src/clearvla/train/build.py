@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from clearvla.config import TrainConfig, VLAConfig
 from clearvla.errors import ConfigError
+from clearvla.models.config import VLAConfig
 from clearvla.models.vit import VisionTransformer, resample_position_table
 from clearvla.models.vla import VLA
+from clearvla.train.config import TrainConfig
 from clearvla.train.modes import INPUT_MODULE_NAMES
-from clearvla.train.widen import widen
 
 PATCH_DECODER_RESOLUTION = 4  # pixels per patch side the patch decoder reconstructs (16 px patches -> 4 x 4)
 
@@ -37,45 +37,42 @@ def action_width(norm_stats: dict[str, Any]) -> int:
 
 def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torch.device = "cpu") -> VLA:
     """fp32 master weights on `device`; norm_stats of the training data replace any the checkpoint had."""
+    m, weights = cfg.model, cfg.objectives
     inputs: dict[str, Any] = {}
-    if cfg.cameras:
-        inputs["cameras"] = tuple(cfg.cameras)
-    if cfg.proprio:
+    if m.cameras:
+        inputs["cameras"] = tuple(m.cameras)
+    if m.proprio:
         inputs["proprio_dim"] = proprio_width(norm_stats)
-        inputs["proprio_indices"] = tuple(cfg.proprio_indices)
-    if cfg.action_chunk:
-        inputs["action_chunk"] = cfg.action_chunk
+        inputs["proprio_indices"] = tuple(m.proprio_indices)
+    if m.action_chunk:
+        inputs["action_chunk"] = m.action_chunk
         inputs["action_dim"] = action_width(norm_stats)
-    if cfg.patch_loss > 0:
+    if weights.patch_loss > 0:
         inputs["patch_decoder"] = PATCH_DECODER_RESOLUTION
-    if cfg.prefix_attention != "causal":
-        inputs["prefix_attention"] = cfg.prefix_attention
-    if cfg.slot_embeddings or cfg.attention_loss > 0:
+    if m.prefix_attention != "causal":
+        inputs["prefix_attention"] = m.prefix_attention
+    if cfg.slot_embeddings:
         inputs["slot_embeddings"] = True
-    if cfg.focus_loss > 0:
+    if weights.focus_loss > 0:
         inputs["focus_head"] = True
-    if cfg.execute_actions:
-        inputs["execute_actions"] = cfg.execute_actions
-    if cfg.action_tokens:
+    if m.execute_actions:
+        inputs["execute_actions"] = m.execute_actions
+    if m.action_tokens:
         inputs.update(action_chunk=0, prefix_attention="causal", slot_embeddings=False, focus_head=False, execute_actions=0)
-    if Path(cfg.init).is_dir():
-        model = VLA.from_pretrained(cfg.init, dtype=torch.float32)
-        if cfg.action_tokens and not model.config.action_chunk:
-            raise ConfigError(f"action_tokens turns a chunk checkpoint into a token model, but {cfg.init} already "
+    if Path(m.init).is_dir():
+        model = VLA.from_pretrained(m.init, dtype=torch.float32)
+        if m.action_tokens and not model.config.action_chunk:
+            raise ConfigError(f"action_tokens turns a chunk checkpoint into a token model, but {m.init} already "
                               "decodes action tokens: leave action_tokens off")
-        model = with_inputs(model, replace(model.config, **inputs), cfg.seed)
-        if cfg.image_size is not None:
-            model = with_image_size(model, cfg.image_size)
-        model = widen(model, cfg.widen, cfg.seed)
-    elif cfg.widen > 1:
-        raise ConfigError(f"widen grows a trained checkpoint, but init {cfg.init!r} is a preset (not a checkpoint "
-                          "directory): pass a checkpoint directory as init")
-    elif cfg.action_tokens:
-        raise ConfigError(f"action_tokens needs a chunk checkpoint directory as init; preset {cfg.init!r} is "
+        model = with_inputs(model, replace(model.config, **inputs), cfg.run.seed)
+        if m.image_size is not None:
+            model = with_image_size(model, m.image_size)
+    elif m.action_tokens:
+        raise ConfigError(f"action_tokens needs a chunk checkpoint directory as init; preset {m.init!r} is "
                           "already a token model")
     else:
-        overrides = {} if cfg.image_size is None else {"image_size": cfg.image_size}
-        model = VLA.from_config(cfg.init, seed=cfg.seed, **overrides, **inputs)
+        overrides = {} if m.image_size is None else {"image_size": m.image_size}
+        model = VLA.from_config(m.init, seed=cfg.run.seed, **overrides, **inputs)
     model.norm_stats = dict(norm_stats)
     return model.to(device)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clearvla.clarify.interactive import run_interactive_episode
+from clearvla.commands.interactive import run_interactive_episode
 from clearvla.data.stats import compute_statistics
 from clearvla.models.vla import VLA
 from clearvla.sim import suites

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from clearvla.sim.objects import ObjectSpec
-from clearvla.sim.vocab import LEFT_AXIS, SURFACE_FORMS, TRAIN_FORMS
+from clearvla.scene.objects import ObjectSpec
+from clearvla.scene.vocab import LEFT_AXIS, SURFACE_FORMS, TRAIN_FORMS
 
 RELATION_MARGIN = 0.04  # m along the left axis before "left of" holds
 
@@ -125,17 +125,6 @@ def describe(
                 ref = Reference(ref.kind, colour=obj.colour, size=ref.size)
             return ref
     return None
-
-
-def unique_references(obj: ObjectSpec, objects: Sequence[ObjectSpec]) -> list[Reference]:
-    """Every reference of any length that fits `obj` and no other part (`describe` picks a shortest one), each
-    plain one (no colour, no relation) also with the colour added, as `describe`'s over-specification does."""
-    out = []
-    for ref in (r for unique in _unique_levels(obj, objects, allow_relation=True) for r in unique):
-        out.append(ref)
-        if ref.colour is None and ref.relation is None:
-            out.append(Reference(ref.kind, colour=obj.colour, size=ref.size))
-    return list(dict.fromkeys(out))
 
 
 def distinguishing_attributes(intended: ObjectSpec, others: Sequence[ObjectSpec], objects: Sequence[ObjectSpec]) -> list[str]:
