@@ -23,8 +23,8 @@ import numpy as np
 
 from clearvla.assets import DEFAULT_MODEL
 from clearvla.eval.report import SuiteReport, failure_counts, read_reports, write_reports
+from clearvla.eval.workcell import evaluate_suite
 from clearvla.models.checkpoint import publish_permissions
-from clearvla.eval.rollout import evaluate_suite
 from clearvla.sim.arm import HOME_QPOS
 from clearvla.sim.expert import DEFAULT_STEP_NOISE
 
