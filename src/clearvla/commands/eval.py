@@ -10,7 +10,7 @@ from clearvla.commands.predict import add_inference_options
 from clearvla.errors import ConfigError
 from clearvla.eval.libero import BENCHMARKS, TRIALS_PER_TASK, check_benchmark
 from clearvla.eval.report import EpisodeResult, failure_counts, summary_table, write_reports
-from clearvla.eval.rollout import EvalJob
+from clearvla.eval.rollout import EvalJob, evaluate
 
 EPISODES = 50  # --episodes default (our suites)
 
@@ -84,15 +84,16 @@ def _ticker(bar: Any) -> Callable[[EpisodeResult], None]:
     return tick
 
 
-def jobs(args: argparse.Namespace, out: Path) -> list[EvalJob]:
+def eval_jobs(args: argparse.Namespace, out: Path) -> list[EvalJob]:
     """One job per target the arguments name (each --suite, or the --benchmark), all checked before any runs."""
     from clearvla.eval.libero import libero_job
     from clearvla.eval.workcell import workcell_job
     from clearvla.infer.loading import PolicySource
 
-    source = PolicySource(None if args.checkpoint is None else str(args.checkpoint), args.server, args.token,
-                          args.unnorm_key, args.center_crop, args.dtype, args.quantize, args.action_tokens_only,
-                          args.execute, args.temporal_ensemble)
+    source = PolicySource(None if args.checkpoint is None else str(args.checkpoint), args.server, token=args.token,
+                          unnorm_key=args.unnorm_key, center_crop=args.center_crop, dtype=args.dtype,
+                          quantize=args.quantize, action_tokens_only=args.action_tokens_only, execute=args.execute,
+                          ensemble=args.temporal_ensemble)
     common = dict(workers=args.workers, out_dir=out, videos=args.videos)
     if args.benchmark is not None:
         trials = TRIALS_PER_TASK if args.trials_per_task is None else args.trials_per_task
@@ -106,12 +107,10 @@ def jobs(args: argparse.Namespace, out: Path) -> list[EvalJob]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from clearvla.eval.rollout import evaluate
-
     check_options(args)
     out = args.out or Path("runs/eval") / (args.checkpoint.resolve().name if args.checkpoint else "server")
     reports = []
-    for job in jobs(args, out):
+    for job in eval_jobs(args, out):
         with tqdm(total=len(job.episodes), desc=f"eval {job.target.name}", unit="ep") as bar:
             reports.append(evaluate(job, _ticker(bar)))
     json_path, md_path = write_reports(reports, out)

@@ -101,8 +101,9 @@ def evaluate_suite(
     """Success of a checkpoint (or, instead, of a `server` URL with its `token`) on episodes start .. start +
     episodes - 1 of `suite`, with `workers` processes; failure videos go to out_dir/videos. The policy options
     are PolicySource's (infer/loading.py), applied in every worker."""
-    source = PolicySource(None if checkpoint is None else str(checkpoint), server, token, unnorm_key, center_crop, dtype,
-                          quantize, action_tokens_only, execute, ensemble)
+    source = PolicySource(None if checkpoint is None else str(checkpoint), server, token=token, unnorm_key=unnorm_key,
+                          center_crop=center_crop, dtype=dtype, quantize=quantize,
+                          action_tokens_only=action_tokens_only, execute=execute, ensemble=ensemble)
     job = workcell_job(source, suite, episodes, start=start, image_size=image_size, workers=workers, out_dir=out_dir,
                        videos=videos)
     return evaluate(job, on_episode)
