@@ -25,8 +25,8 @@ import torch
 
 from common import write_result
 
-from clearvla.eval.rollout import evaluate_suite
 from clearvla.eval.stats import exact_mcnemar, wilson_interval
+from clearvla.eval.workcell import evaluate_suite
 from clearvla.infer.quantize import load_for_inference, weight_bytes
 
 PAPER = {"bfloat16": {"weight_gb": 16.8, "success": 0.713}, "int8": {"weight_gb": 10.2, "success": 0.581},

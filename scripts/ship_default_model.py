@@ -21,8 +21,8 @@ from pathlib import Path
 
 from clearvla.assets import DEFAULT_MODEL
 from clearvla.eval.report import SuiteReport, failure_counts, read_reports, write_reports
+from clearvla.eval.workcell import evaluate_suite
 from clearvla.models.checkpoint import publish_permissions
-from clearvla.eval.rollout import evaluate_suite
 
 HELD_OUT = ("visual", "motion", "physical", "semantic", "ambiguous")
 

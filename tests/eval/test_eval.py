@@ -6,8 +6,8 @@ import pytest
 from clearvla.cli import main
 from clearvla.errors import ConfigError
 from clearvla.eval.report import EpisodeResult, SuiteReport
-from clearvla.eval.rollout import evaluate_suite
 from clearvla.eval.stats import exact_mcnemar, wilson_interval
+from clearvla.eval.workcell import evaluate_suite
 from clearvla.models.vla import VLA
 from clearvla.sim.failure import FAILURE_MODES
 

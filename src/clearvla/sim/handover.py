@@ -34,17 +34,13 @@ class Handover:
     def load_policy(self, cameras: tuple[str, ...]) -> Policy:
         """The checkpoint as a closed-loop policy in this process (one torch thread; recording workers are the
         parallelism). It must read only the cameras the recording renders."""
-        import torch
+        from clearvla.infer.loading import PolicySource, load_policy
 
-        from clearvla.infer.policy import VLAPolicy
-        from clearvla.models.vla import VLA
-
-        torch.set_num_threads(1)
-        vla = VLA.from_pretrained(self.checkpoint)
-        missing = sorted(set(vla.config.cameras) - set(cameras))
+        policy, inputs = load_policy(PolicySource(self.checkpoint))
+        missing = sorted(set(inputs.cameras) - set(cameras))
         if missing:
             raise ConfigError(f"{self.checkpoint} reads cameras {missing}, which this recording does not render")
-        return VLAPolicy(vla)
+        return policy
 
 
 class HandoverPolicy:

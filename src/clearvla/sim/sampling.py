@@ -185,20 +185,17 @@ def _push_lane_clear(s: _Sampler, obj: ObjectSpec, direction: str) -> bool:
     return True
 
 
-def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> EpisodeSetup:
-    s = _Sampler(cfg, spec, rng)
-    task = spec.task
-    colours = _colours(cfg)
-    physical_kinds = tuple(PHYSICAL_DIMS)
-    kinds = physical_kinds if cfg.physical else tuple(PART_DIMS)
+def _focus_kinds(cfg: SuiteConfig, task: str) -> tuple[str, ...]:
+    """The kinds the task's part is drawn from."""
     if task == "stack":
-        kinds = PHYSICAL_STACK_TOPS if cfg.physical else STACK_TOPS
-    focus = s.part(kinds, colours, physical=cfg.physical)
-    focus_region = MOTION_REGION if cfg.motion else PART_REGION
-    outside = PART_REGION if cfg.motion else None
+        return PHYSICAL_STACK_TOPS if cfg.physical else STACK_TOPS
+    return tuple(PHYSICAL_DIMS) if cfg.physical else tuple(PART_DIMS)
 
-    # Targets first: they are the largest and hardest to fit.
-    n_targets = int(rng.integers(cfg.n_extra_targets[0], cfg.n_extra_targets[1] + 1))
+
+def _place_targets(s: _Sampler, focus: ObjectSpec, task: str, outside: Box | None) -> ObjectSpec | None:
+    """Place the targets (a place task's goal, then the extra ones); the goal, or None for other tasks."""
+    cfg = s.cfg
+    n_targets = int(s.rng.integers(cfg.n_extra_targets[0], cfg.n_extra_targets[1] + 1))
     goal = None
     if task == "place":
         fitting = [k for k in TARGET_DIMS if _fits(focus, k)]
@@ -212,20 +209,28 @@ def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> Epis
         kind = s.choice([k for k in TARGET_DIMS if k not in used])
         used.add(kind)
         s.place(s.new("target", kind, s.choice(tuple(TARGET_COLOURS)), "medium", TARGET_DIMS[kind]), TARGET_REGION, yaw=0.15)
+    return goal
 
-    focus = s.place(focus, focus_region, outside=outside)
-    if task == "stack":
-        base = s.part(PHYSICAL_STACK_BASES if cfg.physical else STACK_BASES, colours)
-        if min(base.dims[:2]) < 0.85 * max(focus.dims[:2]):
-            raise _Retry  # a part overhanging its base by much topples
-        goal = s.place(base, PART_REGION)
-    direction = None
-    if task == "push":
-        options = [d for d in ("left", "right") if _push_lane_clear(s, focus, d)]
-        if not options:
-            raise _Retry
-        direction = s.choice(options)
 
+def _place_stack_base(s: _Sampler, focus: ObjectSpec, colours: tuple[str, ...]) -> ObjectSpec:
+    """Place the part a stack task puts `focus` on; retries when `focus` would overhang it by much."""
+    base = s.part(PHYSICAL_STACK_BASES if s.cfg.physical else STACK_BASES, colours)
+    if min(base.dims[:2]) < 0.85 * max(focus.dims[:2]):
+        raise _Retry  # a part overhanging its base by much topples
+    return s.place(base, PART_REGION)
+
+
+def _push_direction(s: _Sampler, focus: ObjectSpec) -> str:
+    """A direction whose push lane is clear of the objects placed so far."""
+    options = [d for d in ("left", "right") if _push_lane_clear(s, focus, d)]
+    if not options:
+        raise _Retry
+    return s.choice(options)
+
+
+def _place_other_parts(s: _Sampler, focus: ObjectSpec, task: str, colours: tuple[str, ...]) -> None:
+    """Place the parts besides the task's (and a stack's base); in ambiguous suites the first shares its kind."""
+    cfg, rng = s.cfg, s.rng
     n_parts = int(rng.integers(cfg.n_parts[0], cfg.n_parts[1] + 1)) - (2 if task == "stack" else 1)
     if cfg.ambiguous:
         n_parts = max(n_parts, 1)
@@ -237,14 +242,39 @@ def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> Epis
         if cfg.ambiguous and i == 0 and rng.random() < 0.5:
             other = ObjectSpec(**{**other.__dict__, "colour": focus.colour})
         s.place(other, PART_REGION)
-    for _ in range(int(rng.integers(cfg.n_distractors[0], cfg.n_distractors[1] + 1))):
+
+
+def _place_distractors(s: _Sampler) -> None:
+    """Place the suite's distractors (anywhere in MOTION_REGION, any yaw)."""
+    for _ in range(int(s.rng.integers(s.cfg.n_distractors[0], s.cfg.n_distractors[1] + 1))):
         kind = s.choice(DISTRACTOR_KINDS)
         d = s.new("distractor", kind, s.choice(tuple(DISTRACTOR_COLOURS)), "medium", DISTRACTOR_DIMS[kind])
         s.place(d, MOTION_REGION, yaw=np.pi)
+
+
+def _layout(s: _Sampler, task: str) -> tuple[ObjectSpec, ObjectSpec | None, str | None]:
+    """Place every object of the scene; (the task's part, its goal or None, a push's direction or None)."""
+    cfg = s.cfg
+    colours = _colours(cfg)
+    focus = s.part(_focus_kinds(cfg, task), colours, physical=cfg.physical)
+    outside = PART_REGION if cfg.motion else None
+    goal = _place_targets(s, focus, task, outside)  # targets first: they are the largest and hardest to fit
+    focus = s.place(focus, MOTION_REGION if cfg.motion else PART_REGION, outside=outside)
+    if task == "stack":
+        goal = _place_stack_base(s, focus, colours)
+    direction = _push_direction(s, focus) if task == "push" else None
+    _place_other_parts(s, focus, task, colours)
+    _place_distractors(s)
     if direction is not None and not _push_lane_clear(s, focus, direction):
         raise _Retry
+    return focus, goal, direction
 
-    objects = sorted(s.objects, key=lambda o: (o.category, o.name))
+
+def _references(s: _Sampler, focus: ObjectSpec, goal: ObjectSpec | None,
+                objects: list[ObjectSpec]) -> tuple[lang.Reference, lang.Reference, list[str], list[str]]:
+    """(a reference singling out `focus`, the one the instruction speaks (vague in ambiguous suites), the parts
+    it fits, the attributes that tell `focus` from them)."""
+    cfg, rng = s.cfg, s.rng
     ref = lang.describe(focus, objects, rng, overspecify=cfg.overspecify)
     if ref is None:
         raise _Retry
@@ -254,7 +284,8 @@ def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> Epis
         if rng.random() < 0.5 and len(lang.candidates(lang.Reference(focus.kind, colour=focus.colour), objects)) > 1:
             spoken = lang.Reference(focus.kind, colour=focus.colour)
     names = lang.candidates(spoken, objects)
-    if task == "stack":  # a part cannot be stacked on itself: the base is never a candidate
+    if s.spec.task == "stack":  # a part cannot be stacked on itself: the base is never a candidate
+        assert goal is not None
         names = [n for n in names if n != goal.name]
     if focus.name not in names or (cfg.ambiguous and len(names) < 2):
         raise _Retry
@@ -263,16 +294,33 @@ def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> Epis
     distinguishing = lang.distinguishing_attributes(focus, others, objects) if others else []
     if cfg.ambiguous and not distinguishing:
         raise _Retry
+    return ref, spoken, names, distinguishing
 
-    target_ref = None
-    if task == "place":
+
+def _target_reference(s: _Sampler, focus: ObjectSpec, goal: ObjectSpec | None,
+                      objects: list[ObjectSpec]) -> lang.Reference | None:
+    """How the instruction names a place or stack task's goal (None for pick and push)."""
+    if s.spec.task == "place":
         assert goal is not None
-        target_ref = lang.Reference(goal.kind, colour=goal.colour if sum(o.kind == goal.kind for o in objects) > 1 else None)
-    elif task == "stack":
+        return lang.Reference(goal.kind, colour=goal.colour if sum(o.kind == goal.kind for o in objects) > 1 else None)
+    if s.spec.task == "stack":
         assert goal is not None
-        target_ref = lang.describe(goal, [o for o in objects if o.name != focus.name], rng, allow_relation=False)
+        target_ref = lang.describe(goal, [o for o in objects if o.name != focus.name], s.rng, allow_relation=False)
         if target_ref is None or lang.matches(target_ref, focus, objects):
             raise _Retry
+        return target_ref
+    return None
+
+
+def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> EpisodeSetup:
+    """One attempt at `spec`'s episode; raises _Retry when a constraint fails. The order of the draws from `rng`
+    pins every suite's episode list: keep it when changing the helpers."""
+    s = _Sampler(cfg, spec, rng)
+    task = spec.task
+    focus, goal, direction = _layout(s, task)
+    objects = sorted(s.objects, key=lambda o: (o.category, o.name))
+    ref, spoken, names, distinguishing = _references(s, focus, goal, objects)
+    target_ref = _target_reference(s, focus, goal, objects)
 
     wording = lang.heldout_wording(rng) if cfg.semantic else lang.train_wording
     template = s.choice((HELDOUT_TEMPLATES if cfg.semantic else TRAIN_TEMPLATES)[task])
@@ -285,6 +333,7 @@ def _draw(cfg: SuiteConfig, spec: EpisodeSpec, rng: np.random.Generator) -> Epis
             direction=wording("direction", direction) if direction else None,
         )
 
+    # Before the phrases: held-out wordings draw their synonyms from `rng` as they are first spoken.
     appearance = _appearance(rng) if cfg.visual else Appearance()
     instruction, unambiguous = say(spoken), say(ref)
     # Drawn last, so the rest of the episode is the same with or without a random start.
