@@ -52,6 +52,13 @@ def load_config_file(path: Path, _including: tuple[Path, ...] = ()) -> dict[str,
     return {**inherited, **own}
 
 
+def tyro_markers() -> tuple:
+    """How tyro spells TrainConfig: flags keep their flat names (--lr, not --optim.lr); --help shows them by group."""
+    import tyro
+
+    return (tyro.conf.OmitArgPrefixes,)
+
+
 def parse_config(options: list[str]) -> tuple[TrainConfig, str]:
     """(config, distributed strategy) from `--config FILE`, `--strategy ddp|fsdp` and tyro overrides."""
     import tyro
@@ -70,9 +77,8 @@ def parse_config(options: list[str]) -> tuple[TrainConfig, str]:
                 defaults = load_config_file(Path(value))
             else:
                 strategy = value
-    # Flags keep their flat names (--lr, not --optim.lr); --help shows them by group.
     cfg = tyro.cli(TrainConfig, args=options, default=config_from_fields(defaults), prog="clearvla train",
-                   config=(tyro.conf.OmitArgPrefixes,))
+                   config=tyro_markers())
     return cfg, strategy
 
 
