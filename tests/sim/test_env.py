@@ -71,7 +71,7 @@ def test_reset_options_choose_episodes() -> None:
     env = WorkcellEnv("ambiguous", images=False)
     spec = suites.episode("ambiguous", 5)
     _, info = env.reset(options={"episode": spec})
-    assert info["episode"]["index"] == 5 and info["task"] == spec.task
+    assert info["episode_spec"]["index"] == 5 and info["task"] == spec.task
     _, info2 = env.reset(options={"index": 5})
     assert info2["instruction"] == info["instruction"]
     with pytest.raises(InputError):

@@ -2,7 +2,8 @@
 parts, bins and fixtures, language-conditioned tasks, a scripted expert and fixed evaluation suites.
 
 Importing this package registers the gymnasium ids `clearvla/Workcell-v0` (suite chosen by the `suite=` kwarg)
-and `clearvla/Workcell-<suite>-v0` for every suite in `clearvla.sim.suites.SUITES`.
+and `clearvla/Workcell-<suite>-v0` for every suite in `clearvla.sim.suites.SUITES`, each with
+`max_episode_steps=MAX_EPISODE_STEPS` (so `gymnasium.make` adds a TimeLimit).
 
 Modules: `env` (the gymnasium env), `suites` (episode lists), `sampling` (scene/instruction sampling),
 `tasks` (success checkers),
@@ -25,12 +26,18 @@ if "MUJOCO_GL" not in os.environ and not (os.environ.get("DISPLAY") or os.enviro
 from gymnasium.envs.registration import register, registry
 
 from clearvla.sim.suites import SUITES
+from clearvla.sim.tasks import STEP_LIMITS
 
 ENV_ID = "clearvla/Workcell-v0"
 ENV_IDS: dict[str, str] = {suite: f"clearvla/Workcell-{suite}-v0" for suite in SUITES}
+# The longest task's own limit: the env truncates every episode at its task's limit itself, so the TimeLimit this
+# adds agrees with it (both flag the 100th step of a place or stack) and never ends a shorter task early.
+MAX_EPISODE_STEPS = max(STEP_LIMITS.values())
 
 for _id, _kwargs in [(ENV_ID, {}), *((env_id, {"suite": suite}) for suite, env_id in ENV_IDS.items())]:
     if _id not in registry:
-        register(id=_id, entry_point="clearvla.sim.env:WorkcellEnv", kwargs=_kwargs)
+        register(
+            id=_id, entry_point="clearvla.sim.env:WorkcellEnv", kwargs=_kwargs, max_episode_steps=MAX_EPISODE_STEPS
+        )
 
-__all__ = ["ENV_ID", "ENV_IDS", "SUITES"]
+__all__ = ["ENV_ID", "ENV_IDS", "MAX_EPISODE_STEPS", "SUITES"]

@@ -3,15 +3,24 @@
 Observation (dict):
   "image":       [H, W, 3] uint8, fixed third-person camera (H = W = image_size)
   "wrist_image": [H, W, 3] uint8, camera on the gripper (absent when wrist_camera=False)
-  "proprio":     [13] float32, see PROPRIO_KEYS
+  "proprio":     [13] float32, see PROPRIO_KEYS, inside PROPRIO_LOW / PROPRIO_HIGH
 Action: [7] float32 (dx, dy, dz, droll, dpitch, dyaw, gripper): metres / radians per control step in the world
 (= robot base) frame, gripper 1 = open, 0 = closed (threshold 0.5); clipped to ACTION_LOW / ACTION_HIGH.
-Episodes terminate on success (reward 1) and truncate at the task's step limit.
+Episodes terminate on success (reward 1) and truncate at the task's own step limit (`tasks.STEP_LIMITS`: 60 or 100
+steps); the registered ids add gymnasium's TimeLimit at the longest of them, so it never cuts an episode short.
+info["episode_spec"] names the episode (suite, index, seed, task); info["episode"] is left to gymnasium's
+`RecordEpisodeStatistics`.
+
+The proprio bounds hold for every reachable state, not just typical ones: grip xyz in the cube of half-side
+ARM_REACH around SHOULDER (no posture reaches further), roll and yaw in [-pi, pi], pitch in [-pi/2, pi/2] (the
+ranges of `geometry.mat_to_rpy`), the opening in [0, 1], the joints in `arm.JOINT_RANGE` widened by JOINT_SLACK.
+The grip works far inside them, in the `ArmLimits` workspace (which it can overshoot by a few centimetres).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -20,7 +29,7 @@ import numpy as np
 
 from clearvla.errors import ConfigError, InputError
 from clearvla.sim import suites
-from clearvla.sim.arm import WRIST_CAMERA, ArmLimits
+from clearvla.sim.arm import JOINT_RANGE, WRIST_CAMERA, ArmLimits
 from clearvla.scene.objects import SceneObject
 from clearvla.sim.render import CameraRenderer
 from clearvla.sim.sampling import EpisodeSetup, EpisodeSpec
@@ -34,9 +43,40 @@ PROPRIO_KEYS: tuple[str, ...] = (
 )  # fmt: skip
 ACTION_LOW = np.array([-0.03, -0.03, -0.03, -0.25, -0.25, -0.25, 0.0], dtype=np.float32)
 ACTION_HIGH = np.array([0.03, 0.03, 0.03, 0.25, 0.25, 0.25, 1.0], dtype=np.float32)
+SHOULDER = (0.0, 0.0, 0.089159)  # m, world position of the shoulder joints' centre, which no joint moves
+ARM_REACH = 1.35  # m, the link offsets from the shoulder to the grip site summed (1.3446): no posture reaches further
+JOINT_SLACK = 0.1  # rad; MuJoCo's joint limits are soft (an arm driven into one overshoots it by ~0.005 rad)
+_RPY_BOUND = np.array([np.pi, np.pi / 2, np.pi])
+PROPRIO_LOW = np.concatenate(
+    [np.subtract(SHOULDER, ARM_REACH), -_RPY_BOUND, [0.0], JOINT_RANGE[:, 0] - JOINT_SLACK]
+).astype(np.float32)
+PROPRIO_HIGH = np.concatenate(
+    [np.add(SHOULDER, ARM_REACH), _RPY_BOUND, [1.0], JOINT_RANGE[:, 1] + JOINT_SLACK]
+).astype(np.float32)
 
 
 ATTENTION_RESOLUTION = 32  # side of the recorded attention masks (image_size must be a multiple)
+
+
+class InstructionParse(Mapping[str, Any]):
+    """info["instruction_parse"], read-only: {"task", "object", "target", "direction"} as in `EpisodeSetup.parse`
+    (`dict(parse)` gives the plain dict). Not a dict so that gymnasium's vector envs batch it whole, per sub-env:
+    they merge dict infos key by key, which fails where one episode's "target" is None and another's a dict."""
+
+    def __init__(self, parse: dict[str, Any]) -> None:
+        self._parse = copy.deepcopy(parse)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._parse[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parse)
+
+    def __len__(self) -> int:
+        return len(self._parse)
+
+    def __repr__(self) -> str:
+        return f"InstructionParse({self._parse!r})"
 
 
 class WorkcellEnv(gym.Env):
@@ -99,7 +139,7 @@ class WorkcellEnv(gym.Env):
             spaces["image"] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
             if self.wrist_camera:
                 spaces["wrist_image"] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
-        spaces["proprio"] = gym.spaces.Box(-np.inf, np.inf, (len(PROPRIO_KEYS),), np.float32)
+        spaces["proprio"] = gym.spaces.Box(PROPRIO_LOW, PROPRIO_HIGH, dtype=np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
         self.world: Workcell | None = None
@@ -226,7 +266,7 @@ class WorkcellEnv(gym.Env):
             "task": s.task.task,
             "success": bool(success),
             "suite": s.spec.suite,
-            "episode": asdict(s.spec),
+            "episode_spec": asdict(s.spec),
             "step": self._steps,
             "max_steps": s.max_steps,
             "objects": self.scene_objects(),
@@ -236,5 +276,5 @@ class WorkcellEnv(gym.Env):
             "candidates": list(s.candidates),
             "distinguishing_attributes": list(s.distinguishing_attributes),
             "unambiguous_instruction": s.unambiguous_instruction,
-            "instruction_parse": copy.deepcopy(s.parse),
+            "instruction_parse": InstructionParse(s.parse),
         }
