@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from clearvla.errors import ConfigError
 
@@ -104,11 +105,16 @@ def _cleaning(args: argparse.Namespace):
     )
 
 
-def _bar(desc: str, total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
+@contextmanager
+def _bar(desc: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar over `total` episodes for the `with` block, which advances it by calling what it yields."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="ep", leave=False, disable=None)  # None: no bar when not a terminal
-    return bar.update, bar.close
+    try:
+        yield bar.update
+    finally:
+        bar.close()
 
 
 def _print_report(report) -> None:
@@ -142,13 +148,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"            instruction {episode.instruction!r}")
         print(f"            action min [{low}]  max [{high}]")
     skips, steps, tasks = SkipLog(), 0, collections.Counter()
-    update, close = _bar("verify" if args.verify else "scan", n)
-    try:
+    with _bar("verify" if args.verify else "scan", n) as update:
         for _, episode in iter_source(source, on_error=args.on_error, images=args.verify, skips=skips, progress=update):
             steps += len(episode)
             tasks[episode.instruction] += 1
-    finally:
-        close()
     unreadable = f"; {len(skips)} unreadable (skipped)" if skips else ""
     print(f"steps     : {steps} in {n - len(skips)} readable episodes{unreadable}")
     for text, count in tasks.most_common(5):
@@ -172,12 +175,9 @@ def run_stats(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"two datasets are named {source.name!r}; statistics are keyed by name (use one path with --name)"
             )
-        update, close = _bar(source.name, len(source))
-        try:
-            cache_dir = None if args.no_cache else args.cache_dir
+        cache_dir = None if args.no_cache else args.cache_dir
+        with _bar(source.name, len(source)) as update:
             index = scan_dataset(source, cleaning, on_error=args.on_error, cache_dir=cache_dir, progress=update)
-        finally:
-            close()
         stats[source.name] = index.statistics
         reports.append(index.report)
     save_dataset_statistics(args.out, stats)
@@ -197,19 +197,13 @@ def run_clean(args: argparse.Namespace) -> int:
     from clearvla.errors import DataError
 
     source = _open(args, args.src)
-    update, close = _bar("plan", len(source))
-    try:
+    with _bar("plan", len(source)) as update:
         plan, _ = plan_for_export(source, _cleaning(args), on_error=args.on_error, progress=update)
-    finally:
-        close()
     if not plan.episodes:
         raise DataError(f"{args.src}: no episode survives cleaning; nothing written ({plan.report.to_dict()})")
-    update, close = _bar("write", len(plan.episodes))
-    try:
+    with _bar("write", len(plan.episodes)) as update:
         result = export_lerobot(source, args.dst, fps=args.fps, robot_type=args.robot_type, plan=plan,
                                 on_error=args.on_error, progress=update)
-    finally:
-        close()
     _report_header()
     _print_report(plan.report)
     skipped = f"; {len(result.skipped)} more unreadable while writing (skipped)" if result.skipped else ""
@@ -221,12 +215,9 @@ def run_convert(args: argparse.Namespace) -> int:
     from clearvla.data.convert import export_lerobot
 
     source = _open(args, args.src)
-    update, close = _bar("convert", len(source))
-    try:
+    with _bar("convert", len(source)) as update:
         result = export_lerobot(source, args.dst, fps=args.fps, robot_type=args.robot_type, on_error=args.on_error,
                                 progress=update)
-    finally:
-        close()
     skipped = f"; {len(result.skipped)} unreadable episodes skipped" if result.skipped else ""
     print(f"wrote {result.episodes} episodes, {result.frames} frames to {result.path}{skipped}")
     return 0

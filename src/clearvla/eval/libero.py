@@ -229,17 +229,19 @@ class LiberoTarget:
     video_fps: int = VIDEO_FPS
 
     def open(self, inputs: PolicyInputs) -> _LiberoPlayer:
-        return _LiberoPlayer(self, inputs)
+        return _LiberoPlayer(self, inputs, task_suite(self.name))
 
 
+@dataclass
 class _LiberoPlayer:
-    """One LIBERO environment at a time, rebuilt when the task changes (episodes come sorted, so once per task)."""
+    """One LIBERO environment at a time, rebuilt when the task changes (episodes come sorted, so once per task).
+    `suite`: the libero benchmark object (`task_suite`); `env` plays task `env_task` (None before the first)."""
 
-    def __init__(self, target: LiberoTarget, inputs: PolicyInputs) -> None:
-        self.target, self.inputs = target, inputs
-        self.suite = task_suite(target.name)
-        self.env: Any = None
-        self.env_task: int | None = None
+    target: LiberoTarget
+    inputs: PolicyInputs
+    suite: Any
+    env: Any = None
+    env_task: int | None = None
 
     def play(self, index: int, policy: Any, on_frame: FrameSink | None) -> Outcome:
         task_id, trial = divmod(index, self.target.trials_per_task)
@@ -277,24 +279,12 @@ def libero_job(source: PolicySource, benchmark: str, *, trials_per_task: int = T
                    None if out_dir is None else str(out_dir), videos)
 
 
-def evaluate_benchmark(
-    checkpoint: str | Path,
-    benchmark: str,
-    *,
-    trials_per_task: int = TRIALS_PER_TASK,
-    tasks: Sequence[int] | None = None,
-    workers: int = 2,
-    unnorm_key: str | None = None,
-    center_crop: bool = False,
-    max_steps: int | None = None,
-    out_dir: Path | None = None,
-    videos: str = "failures",
-    dtype: str = "float32",
-    quantize: str = "none",
-    action_tokens_only: bool = False,
-    execute: int | None = None,
-    on_episode: Callable[[EpisodeResult], None] | None = None,
-) -> SuiteReport:
+def evaluate_benchmark(checkpoint: str | Path, benchmark: str, *, trials_per_task: int = TRIALS_PER_TASK,
+                       tasks: Sequence[int] | None = None, max_steps: int | None = None, workers: int = 2,
+                       out_dir: Path | None = None, videos: str = "failures", unnorm_key: str | None = None,
+                       center_crop: bool = False, dtype: str = "float32", quantize: str = "none",
+                       action_tokens_only: bool = False, execute: int | None = None,
+                       on_episode: Callable[[EpisodeResult], None] | None = None) -> SuiteReport:
     """Success of a checkpoint on a LIBERO suite with OpenVLA's protocol (`libero_job`), `workers` processes."""
     check_benchmark(benchmark)  # before the checkpoint: a misspelt suite is the likelier mistake
     source = PolicySource(str(checkpoint), unnorm_key=unnorm_key, center_crop=center_crop, dtype=dtype,

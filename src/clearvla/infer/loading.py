@@ -7,7 +7,6 @@ weights, so a bad request fails once in the parent process, not in every worker;
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,23 +128,9 @@ def _served_inputs(metadata: dict[str, Any]) -> PolicyInputs:
 def _checkpoint_inputs(directory: Path) -> PolicyInputs:
     """PolicyInputs from config.json, preprocessor_config.json and dataset_statistics.json (which overrides the
     config's norm_stats, as VLA.from_pretrained reads them)."""
-    from clearvla.models.checkpoint import CONFIG_FILE, PROCESSOR_FILE, STATS_FILE, config_from_json
-    from clearvla.models.processor import ImageProcessor
+    from clearvla.models.checkpoint import CONFIG_FILE, read_settings
 
     if not (directory / CONFIG_FILE).is_file():
         raise CheckpointError(f"{directory} is not a checkpoint directory (no {CONFIG_FILE})")
-
-    def read(name: str) -> Any:
-        path = directory / name
-        if not path.is_file():
-            raise CheckpointError(f"missing {name} in checkpoint directory {directory}")
-        try:
-            return json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"corrupt {name} in {directory}: {e}") from None
-
-    config, norm_stats = config_from_json(read(CONFIG_FILE), str(directory / CONFIG_FILE))
-    if (directory / STATS_FILE).is_file():
-        norm_stats = read(STATS_FILE)
-    processor = ImageProcessor.from_json_dict(read(PROCESSOR_FILE), str(directory / PROCESSOR_FILE))
+    config, norm_stats, processor = read_settings(directory)
     return PolicyInputs(tuple(config.cameras), processor.image_size, config.proprio_dim, tuple(sorted(norm_stats)))

@@ -148,12 +148,23 @@ def config_from_json(raw: dict[str, Any], where: str) -> tuple[VLAConfig, dict[s
 
 
 def _read_json(path: Path) -> Any:
+    """The JSON file of a checkpoint directory; CheckpointError when it is missing or corrupt."""
     if not path.is_file():
         raise CheckpointError(f"missing {path.name} in checkpoint directory {path.parent}")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"corrupt {path.name} in {path.parent}: {e}") from None
+
+
+def read_settings(directory: Path) -> tuple[VLAConfig, dict[str, Any], ImageProcessor]:
+    """A checkpoint's JSON settings, no weights: the config, its norm_stats (dataset_statistics.json, when present,
+    replaces config.json's) and the image processor. CheckpointError for a missing or corrupt file."""
+    config, norm_stats = config_from_json(_read_json(directory / CONFIG_FILE), str(directory / CONFIG_FILE))
+    if (directory / STATS_FILE).is_file():
+        norm_stats = _read_json(directory / STATS_FILE)
+    processor = ImageProcessor.from_json_dict(_read_json(directory / PROCESSOR_FILE), str(directory / PROCESSOR_FILE))
+    return config, norm_stats, processor
 
 
 # --- weights ----------------------------------------------------------------------------------------
@@ -214,10 +225,7 @@ def load_pretrained(
         return quantize_vla(load_pretrained(cls, directory, dtype=dtype, device="cpu"), mode, device=device).to(device).eval()
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {directory} does not exist")
-    config, norm_stats = config_from_json(_read_json(directory / CONFIG_FILE), str(directory / CONFIG_FILE))
-    if (directory / STATS_FILE).is_file():
-        norm_stats = _read_json(directory / STATS_FILE)
-    processor = ImageProcessor.from_json_dict(_read_json(directory / PROCESSOR_FILE), str(directory / PROCESSOR_FILE))
+    config, norm_stats, processor = read_settings(directory)
     tokenizer = load_tokenizer(directory)
     with init_empty_weights():  # parameters on the meta device; buffers (rotary tables) real
         model = cls(config, tokenizer=tokenizer, norm_stats=norm_stats, processor=processor)

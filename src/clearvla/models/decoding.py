@@ -22,6 +22,8 @@ and callers with tensors that cannot live in it (optimum-quanto's int4 weights) 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,14 +33,21 @@ from clearvla.errors import ConfigError
 DECODE_METHODS = ("fast", "reference", "generate")
 
 
-def left_pad(
-    language_model: nn.Module, prefix_embeddings: torch.Tensor, prompts: list[torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+class Padded(NamedTuple):
+    """What every decoder starts from: inputs_embeds [B, L, D], attention mask [B, L] int64 (0 on padding) and
+    position ids [B, L] (0..len_i-1 per row, so each row sees exactly what it would see alone: OpenVLA decodes one
+    at a time)."""
+
+    inputs: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+
+
+def left_pad(language_model: nn.Module, prefix_embeddings: torch.Tensor, prompts: list[torch.Tensor]) -> Padded:
     """Rows `[emb(BOS), prefix_i, emb(prompt_i[1:])]`, left-padded to one length.
 
     prefix_embeddings: [B, N, D] (projected patches, proprio token). prompts: B id tensors [L_i], each starting
-    with BOS. Returns inputs_embeds [B, L, D], attention mask [B, L] int64 (0 on padding) and position ids
-    [B, L] (0..len_i-1 per row, so each row sees exactly what it would see alone: OpenVLA decodes one at a time).
+    with BOS.
     """
     embed = language_model.get_input_embeddings()
     rows = [torch.cat([embed(ids[:1]), prefix_embeddings[i], embed(ids[1:])]) for i, ids in enumerate(prompts)]
@@ -50,7 +59,7 @@ def left_pad(
         inputs[i, length - len(row) :] = row
         mask[i, length - len(row) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return inputs, mask, positions
+    return Padded(inputs, mask, positions)
 
 
 @torch.no_grad()
@@ -70,12 +79,12 @@ def greedy_decode(
     """
     if method not in DECODE_METHODS:
         raise ConfigError(f"decode method {method!r} is not one of: {', '.join(DECODE_METHODS)}")
-    inputs, mask, positions = left_pad(language_model, prefix_embeddings, prompts)
+    padded = left_pad(language_model, prefix_embeddings, prompts)
     if method == "generate":
-        return generate_decode(language_model, inputs, mask, n_tokens, action_ids=action_ids)
+        return generate_decode(language_model, padded, n_tokens, action_ids=action_ids)
     if method == "fast" and language_model.config._attn_implementation == "sdpa":
-        return fast_decode(language_model, inputs, mask, positions, n_tokens, action_ids=action_ids)
-    return reference_decode(language_model, inputs, mask, positions, n_tokens, action_ids=action_ids)
+        return fast_decode(language_model, padded, n_tokens, action_ids=action_ids)
+    return reference_decode(language_model, padded, n_tokens, action_ids=action_ids)
 
 
 def _argmax(logits: torch.Tensor, action_ids: tuple[int, int] | None) -> torch.Tensor:
@@ -90,15 +99,10 @@ def _argmax(logits: torch.Tensor, action_ids: tuple[int, int] | None) -> torch.T
 
 @torch.no_grad()
 def reference_decode(
-    language_model: nn.Module,
-    inputs: torch.Tensor,
-    mask: torch.Tensor,
-    positions: torch.Tensor,
-    n_tokens: int,
-    *,
-    action_ids: tuple[int, int] | None = None,
+    language_model: nn.Module, padded: Padded, n_tokens: int, *, action_ids: tuple[int, int] | None = None
 ) -> torch.Tensor:
     """The plain KV-cached loop through `LlamaForCausalLM.forward` (dynamic cache grown by concatenation)."""
+    inputs, mask, positions = padded
     batch = inputs.shape[0]
     out = language_model(
         inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
@@ -120,18 +124,14 @@ def reference_decode(
 
 @torch.no_grad()
 def generate_decode(
-    language_model: nn.Module,
-    inputs: torch.Tensor,
-    mask: torch.Tensor,
-    n_tokens: int,
-    *,
-    action_ids: tuple[int, int] | None = None,
+    language_model: nn.Module, padded: Padded, n_tokens: int, *, action_ids: tuple[int, int] | None = None
 ) -> torch.Tensor:
-    """transformers' `generate(inputs_embeds=..., do_sample=False)`, as OpenVLA's `predict_action` calls it."""
+    """transformers' `generate(inputs_embeds=..., do_sample=False)`, as OpenVLA's `predict_action` calls it (it
+    numbers positions from the mask itself)."""
     if action_ids is not None:
         raise ConfigError("the generate baseline decodes over the whole vocabulary; use method='fast' with action_ids")
     out = language_model.generate(
-        inputs_embeds=inputs, attention_mask=mask, max_new_tokens=n_tokens, min_new_tokens=n_tokens,
+        inputs_embeds=padded.inputs, attention_mask=padded.mask, max_new_tokens=n_tokens, min_new_tokens=n_tokens,
         do_sample=False, pad_token_id=0, eos_token_id=None,
     )
     return out[:, -n_tokens:]
@@ -163,19 +163,14 @@ def _cache_layer(cache, index: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def fast_decode(
-    language_model: nn.Module,
-    inputs: torch.Tensor,
-    mask: torch.Tensor,
-    positions: torch.Tensor,
-    n_tokens: int,
-    *,
-    action_ids: tuple[int, int] | None = None,
+    language_model: nn.Module, padded: Padded, n_tokens: int, *, action_ids: tuple[int, int] | None = None
 ) -> torch.Tensor:
     """Prefill once through the HF model, then decode against a static KV cache (module docstring).
 
     Needs a Llama with `attn_implementation="sdpa"` (transformers' default); the decoder layers are called
     module by module, so quantised linears (bitsandbytes) work unchanged.
     """
+    inputs, mask, positions = padded
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 

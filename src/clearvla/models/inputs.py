@@ -1,6 +1,7 @@
 """Observations to model inputs: camera images (uint8 HxWx3, one per camera in the config's order) and the raw robot
 state become pixel_values and a normalised proprio vector; with instructions, the prefix embeddings and prompt ids
-that decoding starts from. The VLA's `observation_inputs` / `inference_inputs` are these functions."""
+that decoding starts from. The VLA's `observation_inputs` / `inference_inputs` methods are these functions (the VLA
+is their first argument)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,13 @@ if TYPE_CHECKING:
     from clearvla.models.vla import VLA
 
 Observation = ImageLike | dict[str, ImageLike]  # one image (single-camera models) or {camera name: image}
+Observations = Observation | Sequence[Observation]  # one observation, or a list of B
+Instructions = str | Sequence[str]  # one instruction, or one per observation
+Proprio = np.ndarray | Sequence[float] | None  # raw robot state: [P] for one observation, [B, P] for B
 
 
 def observation_inputs(
-    vla: "VLA",
-    images: Observation | Sequence[Observation],
-    proprio: np.ndarray | Sequence[float] | None = None,
-    unnorm_key: str | None = None,
-    center_crop: bool = False,
+    vla: "VLA", images: Observations, proprio: Proprio = None, unnorm_key: str | None = None, center_crop: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Observations -> (pixel_values [B, n_cameras*3*n_backbones, S, S], normalised proprio [B, P] or None).
 
@@ -65,12 +65,8 @@ def observation_inputs(
 
 
 def inference_inputs(
-    vla: "VLA",
-    images: Observation | Sequence[Observation],
-    instruction: str | Sequence[str],
-    unnorm_key: str | None,
-    center_crop: bool,
-    proprio: np.ndarray | Sequence[float] | None,
+    vla: "VLA", images: Observations, instruction: Instructions, unnorm_key: str | None, center_crop: bool,
+    proprio: Proprio,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Observation(s) + instruction(s) -> (prefix embeddings [B, N, D], B prompt id vectors on the device)."""
     if vla.tokenizer is None:

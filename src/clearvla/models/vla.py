@@ -33,10 +33,11 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from clearvla.actions.normalize import action_stats, select_stats
 from clearvla.actions.tokenizer import ActionTokenizer
 from clearvla.errors import CheckpointError, InputError
+from clearvla.models import inputs as model_inputs
 from clearvla.models.config import VLAConfig
 from clearvla.models.decoding import greedy_decode
 from clearvla.models.heads import ChunkOutput, FocusHead, L1ActionHead, PatchDecoder, eager_mask, slot_attention
-from clearvla.models.inputs import Observation, inference_inputs, observation_inputs
+from clearvla.models.inputs import Instructions, Observations, Proprio
 from clearvla.models.presets import get_config
 from clearvla.models.processor import ImageProcessor
 from clearvla.models.projector import ProprioProjector, Projector
@@ -279,40 +280,15 @@ class VLA(nn.Module):
             return DEFAULT_ACTION_DIM
         return action_stats(self.norm_stats, unnorm_key).dim
 
-    def observation_inputs(
-        self,
-        images: Observation | Sequence[Observation],
-        proprio: np.ndarray | Sequence[float] | None = None,
-        unnorm_key: str | None = None,
-        center_crop: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Observations -> (pixel_values [B, n_cameras*3*n_backbones, S, S], normalised proprio [B, P] or None);
-        see models/inputs.py for what an observation is."""
-        return observation_inputs(self, images, proprio, unnorm_key, center_crop)
-
-    def inference_inputs(
-        self,
-        images: Observation | Sequence[Observation],
-        instruction: str | Sequence[str],
-        unnorm_key: str | None,
-        center_crop: bool,
-        proprio: np.ndarray | Sequence[float] | None,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Observation(s) + instruction(s) -> (prefix embeddings [B, N, D], B prompt id vectors on the device)."""
-        return inference_inputs(self, images, instruction, unnorm_key, center_crop, proprio)
+    # Observations -> (pixel_values, proprio), and with instructions -> (prefix embeddings, prompt ids): the
+    # functions of models/inputs.py, as methods.
+    observation_inputs = model_inputs.observation_inputs
+    inference_inputs = model_inputs.inference_inputs
 
     @torch.inference_mode()
-    def predict_action_tokens(
-        self,
-        images: Observation | Sequence[Observation],
-        instruction: str | Sequence[str],
-        unnorm_key: str | None = None,
-        center_crop: bool = False,
-        proprio: np.ndarray | Sequence[float] | None = None,
-        *,
-        decode: str = "fast",
-        action_tokens_only: bool = False,
-    ) -> np.ndarray:
+    def predict_action_tokens(self, images: Observations, instruction: Instructions, unnorm_key: str | None = None,
+                              center_crop: bool = False, proprio: Proprio = None, *, decode: str = "fast",
+                              action_tokens_only: bool = False) -> np.ndarray:
         """Greedy action token ids: [A] int64 for one observation, [B, A] for a batch (see `observation_inputs`).
 
         decode: "fast" (static KV cache; the same tokens as "reference"), "reference" or "generate" (HF's loop),
@@ -330,17 +306,9 @@ class VLA(nn.Module):
         """Token ids [..., A] -> actions [..., A] float64 in the dataset's units (un-normalised)."""
         return action_stats(self.norm_stats, unnorm_key).unnormalize(self.action_tokenizer.decode(token_ids))
 
-    def predict_action(
-        self,
-        images: Observation | Sequence[Observation],
-        instruction: str | Sequence[str],
-        unnorm_key: str | None = None,
-        center_crop: bool = False,
-        proprio: np.ndarray | Sequence[float] | None = None,
-        *,
-        decode: str = "fast",
-        action_tokens_only: bool = False,
-    ) -> np.ndarray:
+    def predict_action(self, images: Observations, instruction: Instructions, unnorm_key: str | None = None,
+                       center_crop: bool = False, proprio: Proprio = None, *, decode: str = "fast",
+                       action_tokens_only: bool = False) -> np.ndarray:
         """Observation(s) (an image uint8 HxWx3, or {camera: image}) + instruction(s) [+ robot state] -> action [A]
         (or [B, A] for lists) float64, un-normalised with `norm_stats[unnorm_key]` (None only when there is exactly
         one key). `decode`, `action_tokens_only`: see `predict_action_tokens`. Chunk models return the chunk's first
@@ -355,14 +323,8 @@ class VLA(nn.Module):
         return self.decode_actions(tokens, unnorm_key)
 
     @torch.inference_mode()
-    def predict_action_chunk(
-        self,
-        images: Observation | Sequence[Observation],
-        instruction: str | Sequence[str],
-        unnorm_key: str | None = None,
-        center_crop: bool = False,
-        proprio: np.ndarray | Sequence[float] | None = None,
-    ) -> np.ndarray:
+    def predict_action_chunk(self, images: Observations, instruction: Instructions, unnorm_key: str | None = None,
+                             center_crop: bool = False, proprio: Proprio = None) -> np.ndarray:
         """The next actions to execute: [K, A] float64 for one observation ([B, K, A] for lists), un-normalised.
         Chunk models predict K = action_chunk steps in one forward pass; autoregressive models give K = 1."""
         if self.action_head is None:

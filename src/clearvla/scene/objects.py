@@ -15,16 +15,17 @@ import numpy as np
 
 WALL = 0.01  # target wall and floor thickness (m)
 FIXTURE_POST = 0.03  # height of a fixture's corner posts above its pad (m)
+Box = tuple[float, float, float]  # (x, y, z) extents in metres
 
 # kind -> size label -> bounding box (x, y, z) in metres. The physical suite samples PHYSICAL_DIMS instead.
-PART_DIMS: dict[str, dict[str, tuple[float, float, float]]] = {
+PART_DIMS: dict[str, dict[str, Box]] = {
     "block": {"small": (0.040, 0.040, 0.040), "medium": (0.050, 0.050, 0.050), "large": (0.060, 0.060, 0.055)},
     "bolt": {"small": (0.040, 0.040, 0.060), "medium": (0.046, 0.046, 0.070), "large": (0.052, 0.052, 0.080)},
     "nut": {"small": (0.044, 0.044, 0.025), "medium": (0.052, 0.052, 0.028), "large": (0.060, 0.060, 0.030)},
     "plate": {"small": (0.090, 0.050, 0.020), "medium": (0.110, 0.055, 0.020), "large": (0.130, 0.060, 0.022)},
 }
 # Unseen sizes of known kinds and unseen shapes (physical suite).
-PHYSICAL_DIMS: dict[str, dict[str, tuple[float, float, float]]] = {
+PHYSICAL_DIMS: dict[str, dict[str, Box]] = {
     "block": {"small": (0.032, 0.032, 0.032), "large": (0.070, 0.070, 0.060)},
     "bolt": {"small": (0.036, 0.036, 0.050), "large": (0.058, 0.058, 0.095)},
     "nut": {"small": (0.038, 0.038, 0.020), "large": (0.068, 0.068, 0.034)},
@@ -34,29 +35,29 @@ PHYSICAL_DIMS: dict[str, dict[str, tuple[float, float, float]]] = {
     "disc": {"medium": (0.070, 0.070, 0.024)},
 }
 # kind -> (inner x, inner y, wall height) in metres.
-TARGET_DIMS: dict[str, tuple[float, float, float]] = {
-    "bin": (0.15, 0.15, 0.055),
-    "tray": (0.19, 0.14, 0.022),
-    "fixture": (0.14, 0.14, 0.012),
-}
-DISTRACTOR_DIMS: dict[str, tuple[float, float, float]] = {
-    "ball": (0.05, 0.05, 0.05),
-    "spool": (0.07, 0.07, 0.05),
-    "pipe": (0.14, 0.035, 0.035),
-}
+TARGET_DIMS: dict[str, Box] = {"bin": (0.15, 0.15, 0.055), "tray": (0.19, 0.14, 0.022), "fixture": (0.14, 0.14, 0.012)}
+# kind -> bounding box (x, y, z) in metres.
+DISTRACTOR_DIMS: dict[str, Box] = {"ball": (0.05, 0.05, 0.05), "spool": (0.07, 0.07, 0.05), "pipe": (0.14, 0.035, 0.035)}
 
 
 @dataclass(frozen=True)
-class ObjectSpec:
-    """One object as sampled for an episode. `category` is "part", "target" or "distractor"; `xy` is its
-    position on the table (m, world frame) and `yaw` its heading (rad)."""
+class ObjectAttributes:
+    """What an object is, apart from where: `category` is "part", "target" or "distractor"; `kind`, `colour` and
+    `size` are vocabulary words (scene/vocab.py); `dims` its bounding box (module docstring)."""
 
     name: str
     category: str
     kind: str
     colour: str
     size: str
-    dims: tuple[float, float, float]
+    dims: Box
+
+
+@dataclass(frozen=True)
+class ObjectSpec(ObjectAttributes):
+    """One object as sampled for an episode: its attributes, `xy` its position on the table (m, world frame) and
+    `yaw` its heading (rad)."""
+
     xy: tuple[float, float]
     yaw: float
 
@@ -75,14 +76,8 @@ class ObjectSpec:
 
 
 @dataclass(frozen=True)
-class SceneObject:
+class SceneObject(ObjectAttributes):
     """Ground truth of one object at one instant: attributes plus pose (world frame, metres, quaternion w-x-y-z)."""
 
-    name: str
-    category: str
-    kind: str
-    colour: str
-    size: str
-    dims: tuple[float, float, float]
     position: tuple[float, float, float]
     quaternion: tuple[float, float, float, float]
