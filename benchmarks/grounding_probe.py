@@ -29,7 +29,7 @@ from clearvla.assets import default_model_dir
 from clearvla.infer.policy import VLAPolicy
 from clearvla.models.vla import VLA
 from clearvla.sim import suites
-from clearvla.sim.env import WorkcellEnv
+from clearvla.sim.env import WorkcellEnv, policy_cameras
 from clearvla.sim.failure import FAILURE_MODES, GripperTrace
 from clearvla.scene.language import train_wording
 from clearvla.sim.rollout import run_episode
@@ -92,7 +92,7 @@ def main() -> None:
     torch.set_num_threads(1)
     vla = VLA.from_pretrained(args.checkpoint)
     policy = VLAPolicy(vla)
-    env = WorkcellEnv("train", image_size=vla.config.image_sizes[0], wrist_camera="wrist_image" in vla.config.cameras)
+    env = WorkcellEnv("train", image_size=vla.config.image_sizes[0], cameras=policy_cameras(vla.config.cameras))
     variants = {"as recorded": lambda s: s.instruction, "colour named": with_colour}
     outcomes: dict[str, dict[str, Counter]] = {v: defaultdict(Counter) for v in variants}
     for index in range(args.start, args.start + args.episodes):

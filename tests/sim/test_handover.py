@@ -133,7 +133,7 @@ def test_a_first_episode_the_first_policy_finishes_alone_is_skipped(monkeypatch)
 
     monkeypatch.setattr(record, "ScriptedExpert", SeenExpert)
     monkeypatch.setattr(Handover, "load_policy", lambda self, cameras: first)
-    player = record._Player("train", 32, False, 10.0, 0, None, True, Handover("ckpt", 0.4, 0.45))
+    player = record._Player("train", 32, ("image",), 10.0, 0, None, True, Handover("ckpt", 0.4, 0.45))
     played = list(player.play([0, 2]))
     assert played[0] == (0, None)
     index, episode = played[1]

@@ -41,12 +41,12 @@ def run_interactive_episode(
     from clearvla.infer.policy import VLAPolicy
     from clearvla.models.vla import VLA
     from clearvla.sim import suites
-    from clearvla.sim.env import WorkcellEnv
+    from clearvla.sim.env import WorkcellEnv, policy_cameras
     from clearvla.sim.rollout import run_episode
     from clearvla.sim.video import write_video
 
     vla = VLA.from_pretrained(checkpoint).eval()
-    env = WorkcellEnv(suite, image_size=vla.processor.image_size, wrist_camera="wrist_image" in vla.config.cameras)
+    env = WorkcellEnv(suite, image_size=vla.processor.image_size, cameras=policy_cameras(vla.config.cameras))
     try:
         spec = suites.episode(suite, index)
         obs, info = env.reset(options={"episode": spec})

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from clearvla.sim.record import RecordReport
 
 SUITE_HELP = "suite name: train, visual, motion, physical, semantic, ambiguous"
+CAMERA_CHOICES = ("image", "wrist_image", "image_top")  # sim.scene.CAMERAS' keys (not imported: keeps --help fast)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=0, help="expert noise seed (default 0)")
     r.add_argument("--start", type=int, default=0, help="first suite episode index to play (default 0)")
     r.add_argument("--no-wrist", action="store_true", help="record only the third-person camera")
+    r.add_argument("--cameras", nargs="+", choices=CAMERA_CHOICES, default=None, metavar="CAMERA",
+                   help="cameras to record, from image (front), wrist_image (gripper), image_top (overhead, "
+                        "orthographic) (default: image wrist_image); the episodes and actions are the same for any")
     r.add_argument("--step-noise", type=float, default=None, metavar="M",
                    help="std (m) of the expert's per-step translation noise (default 0.0015); more shows a cloned "
                         "policy how to recover from off-path states (DART)")
@@ -55,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--image-size", type=int, default=224, help="square frame size, pixels (default 224)")
     v.add_argument("--seed", type=int, default=0, help="expert noise seed (default 0)")
     v.add_argument("--wrist", action="store_true", help="put the wrist camera beside the third-person view")
+    v.add_argument("--cameras", nargs="+", choices=CAMERA_CHOICES, default=None, metavar="CAMERA",
+                   help="cameras to show side by side, in this order (default: image; with --wrist: image wrist_image)")
     v.set_defaults(func=run_video)
 
     e = sub.add_parser("expert", help="scripted-expert success rate per suite and task")
@@ -70,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_record(args: argparse.Namespace) -> int:
     report = record(args.suite, args.episodes, args.out, image_size=args.image_size, seed=args.seed, start=args.start,
-                    wrist_camera=not args.no_wrist, workers=args.workers, step_noise=args.step_noise,
+                    wrist_camera=not args.no_wrist, cameras=None if args.cameras is None else tuple(args.cameras),
+                    workers=args.workers, step_noise=args.step_noise,
                     random_start=not args.home_start, handover=args.handover, handover_window=args.handover_window)
     print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")
     return 0
@@ -114,12 +121,15 @@ def run_video(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in VIDEO_SUFFIXES:
         raise ConfigError(f"--out must end in {' or '.join(VIDEO_SUFFIXES)}, got {args.out.name!r}")
+    shown = list(dict.fromkeys(args.cameras or ["image"]))
+    if args.wrist and "wrist_image" not in shown:
+        shown.append("wrist_image")
     spec = episode(args.suite, args.episode)
-    env = WorkcellEnv(args.suite, image_size=args.image_size, wrist_camera=args.wrist)
+    env = WorkcellEnv(args.suite, image_size=args.image_size, cameras=tuple(shown))
     frames: list[np.ndarray] = []
 
     def grab(obs: dict, info: dict) -> None:
-        view = np.concatenate([obs["image"], obs["wrist_image"]], axis=1) if args.wrist else obs["image"]
+        view = np.concatenate([obs[name] for name in shown], axis=1)
         status = " [success]" if info["success"] else ""
         frames.append(caption(view, f"{info['instruction']}{status}"))
 

@@ -28,13 +28,13 @@ class WorkcellTarget:
 
 
 class _WorkcellPlayer:
-    """One WorkcellEnv (with a wrist camera when the policy reads one) for every episode of a worker."""
+    """One WorkcellEnv (rendering the front view and every camera the policy reads) for every episode of a worker."""
 
     def __init__(self, target: WorkcellTarget, inputs: PolicyInputs) -> None:
-        from clearvla.sim.env import WorkcellEnv
+        from clearvla.sim.env import WorkcellEnv, policy_cameras
 
         self.suite = target.name
-        self.env = WorkcellEnv(self.suite, image_size=target.image_size, wrist_camera="wrist_image" in inputs.cameras)
+        self.env = WorkcellEnv(self.suite, image_size=target.image_size, cameras=policy_cameras(inputs.cameras))
 
     def play(self, index: int, policy: Any, on_frame: FrameSink | None) -> Outcome:
         """Episode `index` of the suite; a failure's mode from the gripper's trace (sim/failure.py)."""

@@ -3,6 +3,7 @@
 Observation (dict):
   "image":       [H, W, 3] uint8, fixed third-person camera (H = W = image_size)
   "wrist_image": [H, W, 3] uint8, camera on the gripper (absent when wrist_camera=False)
+  "image_top":   [H, W, 3] uint8, fixed overhead orthographic camera (only when `cameras` names it)
   "proprio":     [13] float32, see PROPRIO_KEYS, inside PROPRIO_LOW / PROPRIO_HIGH
 Action: [7] float32 (dx, dy, dz, droll, dpitch, dyaw, gripper): metres / radians per control step in the world
 (= robot base) frame, gripper 1 = open, 0 = closed (threshold 0.5); clipped to ACTION_LOW / ACTION_HIGH.
@@ -29,11 +30,11 @@ import numpy as np
 
 from clearvla.errors import ConfigError, InputError
 from clearvla.sim import suites
-from clearvla.sim.arm import JOINT_RANGE, WRIST_CAMERA, ArmLimits
+from clearvla.sim.arm import JOINT_RANGE, ArmLimits
 from clearvla.scene.objects import SceneObject
 from clearvla.sim.render import CameraRenderer
 from clearvla.sim.sampling import EpisodeSetup, EpisodeSpec
-from clearvla.sim.scene import FRONT_CAMERA
+from clearvla.sim.scene import CAMERAS, FRONT_CAMERA
 from clearvla.sim.tasks import is_success
 from clearvla.sim.world import Workcell
 
@@ -56,6 +57,23 @@ PROPRIO_HIGH = np.concatenate(
 
 
 ATTENTION_RESOLUTION = 32  # side of the recorded attention masks (image_size must be a multiple)
+DEFAULT_CAMERAS = ("image", "wrist_image")
+
+
+def check_cameras(cameras: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """`cameras` as a tuple in the env's order (that of `scene.CAMERAS`: image, wrist_image, image_top); raises
+    ConfigError for an empty list, an unknown name or a repeated one."""
+    cameras = tuple(cameras)
+    unknown = [c for c in cameras if c not in CAMERAS]
+    if not cameras or unknown or len(set(cameras)) != len(cameras):
+        raise ConfigError(f"cameras must be distinct names from {list(CAMERAS)}, got {list(cameras)}")
+    return tuple(c for c in CAMERAS if c in cameras)
+
+
+def policy_cameras(model_cameras: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The cameras an env must render for a policy reading `model_cameras`: those, plus the front "image" (what
+    evaluation videos and overlays show). Raises ConfigError for a camera the workcell does not have."""
+    return check_cameras(tuple(dict.fromkeys(("image", *model_cameras))))
 
 
 class InstructionParse(Mapping[str, Any]):
@@ -84,13 +102,16 @@ class WorkcellEnv(gym.Env):
 
     suite:         which episode list reset() draws from (see `clearvla.sim.suites.SUITES`).
     image_size:    side of the square camera images in pixels.
-    wrist_camera:  include "wrist_image" in observations.
+    wrist_camera:  include "wrist_image" in observations (when `cameras` is None).
+    cameras:       the camera observations to render, a subset of `scene.CAMERAS` ("image": front, "wrist_image":
+                   gripper, "image_top": overhead, orthographic); None: "image", plus "wrist_image" if wrist_camera.
+                   Whichever are rendered, the episode and its physics are the same.
     images:        render cameras at all (False gives proprio-only observations, for fast expert runs).
     control_hz:    control rate; each step integrates 1 / control_hz seconds of physics.
     physics_dt:    MuJoCo timestep in seconds.
     attention_masks: also give info["attention"], per camera a [32, 32] uint8 mask of where the object the arm
                    heads for now shows (from a segmentation render): the task's part until it is held, then the
-                   place or stack target. The ground truth for attention supervision.
+                   place or stack target. The ground truth for attention supervision. Keyed like the observation.
     random_start:  start each episode's arm at the episode's own pose (`sampling.START_BOX`); False starts every
                    episode at the home posture.
     """
@@ -103,6 +124,7 @@ class WorkcellEnv(gym.Env):
         *,
         image_size: int = 224,
         wrist_camera: bool = True,
+        cameras: tuple[str, ...] | None = None,
         images: bool = True,
         control_hz: float = 10.0,
         physics_dt: float = 0.002,
@@ -124,7 +146,10 @@ class WorkcellEnv(gym.Env):
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.image_size = image_size
-        self.wrist_camera = wrist_camera and images
+        if cameras is None:
+            cameras = DEFAULT_CAMERAS if wrist_camera else ("image",)
+        self.cameras: tuple[str, ...] = check_cameras(cameras) if images else ()
+        self.wrist_camera = "wrist_image" in self.cameras
         self.images = images
         self.attention_masks = attention_masks
         self.random_start = random_start
@@ -135,10 +160,8 @@ class WorkcellEnv(gym.Env):
         self.limits = limits or ArmLimits()
         self.metadata = {**self.metadata, "render_fps": control_hz}
         spaces: dict[str, gym.Space] = {}
-        if images:
-            spaces["image"] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
-            if self.wrist_camera:
-                spaces["wrist_image"] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        for key in self.cameras:
+            spaces[key] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
         spaces["proprio"] = gym.spaces.Box(PROPRIO_LOW, PROPRIO_HIGH, dtype=np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
@@ -227,10 +250,9 @@ class WorkcellEnv(gym.Env):
         assert self.world is not None
         self._frame = None
         obs: dict[str, np.ndarray] = {}
-        if self.images:
-            self._frame = obs["image"] = self._camera(FRONT_CAMERA)
-            if self.wrist_camera:
-                obs["wrist_image"] = self._camera(WRIST_CAMERA)
+        for key in self.cameras:
+            obs[key] = self._camera(CAMERAS[key])
+        self._frame = obs.get("image")
         if self.attention_masks:
             self._attention = self._attention_masks()
         obs["proprio"] = self.world.arm.proprio(self.world.data)
@@ -247,11 +269,10 @@ class WorkcellEnv(gym.Env):
         time: a mask of part and target together let a policy head for the target first."""
         assert self._renderer is not None and self.world is not None
         body = self.world.body_id(self.focus())
-        cameras = {"image": FRONT_CAMERA, **({"wrist_image": WRIST_CAMERA} if self.wrist_camera else {})}
         cell = self.image_size // ATTENTION_RESOLUTION
         masks = {}
-        for key, camera in cameras.items():
-            shows = self._renderer.segmentation(self.world.data, camera) == body
+        for key in self.cameras:
+            shows = self._renderer.segmentation(self.world.data, CAMERAS[key]) == body
             r = ATTENTION_RESOLUTION
             masks[key] = shows.reshape(r, cell, r, cell).any(axis=(1, 3)).astype(np.uint8)
         return masks

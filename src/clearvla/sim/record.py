@@ -10,7 +10,7 @@ from pathlib import Path
 from clearvla.data.episode import Episode
 from clearvla.errors import ConfigError
 from clearvla.sim import suites
-from clearvla.sim.env import ATTENTION_RESOLUTION, WorkcellEnv
+from clearvla.sim.env import ATTENTION_RESOLUTION, DEFAULT_CAMERAS, WorkcellEnv, check_cameras
 from clearvla.sim.expert import MAX_STEP_NOISE, ScriptedExpert
 from clearvla.sim.handover import Handover, HandoverPolicy
 from clearvla.sim.rollout import Policy, run_episode
@@ -35,7 +35,7 @@ class _Player:
 
     suite: str
     image_size: int
-    wrist_camera: bool
+    cameras: tuple[str, ...]
     control_hz: float
     seed: int
     step_noise: float | None
@@ -46,14 +46,13 @@ class _Player:
         """(suite index, the episode if the expert succeeded else None) for each index, in order. With a
         handover, the episode is the expert's part only, and None also when the first policy finished alone."""
         specs = suites.episodes(self.suite)
-        env = WorkcellEnv(self.suite, image_size=self.image_size, wrist_camera=self.wrist_camera,
+        env = WorkcellEnv(self.suite, image_size=self.image_size, cameras=self.cameras,
                           control_hz=self.control_hz, attention_masks=self.image_size % ATTENTION_RESOLUTION == 0,
                           random_start=self.random_start)
         expert = ScriptedExpert(env, seed=self.seed, step_noise=self.step_noise)
         policy: Policy = expert
         if self.handover is not None:
-            cameras = ("image", "wrist_image") if self.wrist_camera else ("image",)
-            policy = HandoverPolicy(self.handover.load_policy(cameras), expert, self.handover)
+            policy = HandoverPolicy(self.handover.load_policy(self.cameras), expert, self.handover)
         try:
             for index in indices:
                 rollout = run_episode(env, policy, specs[index])
@@ -105,6 +104,7 @@ def record_demos(
     seed: int = 0,
     start: int = 0,
     wrist_camera: bool = True,
+    cameras: tuple[str, ...] | None = None,
     control_hz: float = 10.0,
     workers: int = 1,
     step_noise: float | None = None,
@@ -114,7 +114,9 @@ def record_demos(
 ) -> RecordReport:
     """Run the expert on `suite` episodes start, start+1, ... and write the first `episodes` successful ones to
     a new LeRobot v3 dataset at `out`. `on_episode(success)` is called after every attempt (for progress bars).
-    Image sizes divisible by 32 also record per-camera attention masks (where the object the arm heads for shows).
+    `cameras` names the cameras to record (`WorkcellEnv`'s: image, wrist_image, image_top); None records "image" and,
+    with `wrist_camera`, "wrist_image". Image sizes divisible by 32 also record per-camera attention masks (where the
+    object the arm heads for shows). The episodes played, and the expert's actions, are the same for any cameras.
     `workers` > 1 plays episodes in that many processes; the dataset is the same as with one. `step_noise` (m)
     sets the expert's per-step translation noise (`ScriptedExpert`; default 1.5 mm). `random_start=False` starts
     every episode's arm at the home posture. With `handover`, a checkpoint acts first and the expert finishes from
@@ -132,7 +134,11 @@ def record_demos(
         raise ConfigError(f"recording needs an integer control rate (dataset fps), got {control_hz}")
     if step_noise is not None and not 0.0 <= step_noise <= MAX_STEP_NOISE:
         raise ConfigError(f"--step-noise must be in 0..{MAX_STEP_NOISE} m, got {step_noise}")
-    player = _Player(suite, image_size, wrist_camera, control_hz, seed, step_noise, random_start, handover)
+    if cameras is None:
+        cameras = DEFAULT_CAMERAS if wrist_camera else ("image",)
+    elif not wrist_camera:
+        raise ConfigError("give either cameras or wrist_camera=False (--cameras or --no-wrist), not both")
+    player = _Player(suite, image_size, check_cameras(cameras), control_hz, seed, step_noise, random_start, handover)
     played = player.play(range(start, len(specs))) if workers == 1 else _play_parallel(player, start, len(specs), workers)
     written = attempted = 0
     try:

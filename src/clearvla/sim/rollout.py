@@ -52,7 +52,7 @@ class Rollout:
         )
 
     def to_episode(self, metadata: dict[str, Any] | None = None) -> Episode:
-        """As a clearvla `Episode` (camera names "image" and "wrist_image", dataset "clearvla_workcell")."""
+        """As a clearvla `Episode` (the env's camera names, e.g. "image", "wrist_image"; dataset "clearvla_workcell")."""
         n = len(self.actions)
         terminal = np.zeros(n, dtype=bool)
         terminal[-1] = self.success
@@ -97,9 +97,9 @@ def run_episode(
     while not done:
         action = np.asarray(policy(obs, info), dtype=np.float32)
         if record:
-            for key in ("image", "wrist_image"):
-                if key in obs:
-                    out.images.setdefault(key, []).append(obs[key])
+            for key, value in obs.items():
+                if key != "proprio":  # every other entry is a camera image
+                    out.images.setdefault(key, []).append(value)
             out.proprio.append(obs["proprio"])
             out.actions.append(action)
             for key, mask in info.get("attention", {}).items():

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clearvla.sim.arm import ARM_DEFAULTS, arm_mjcf
+from clearvla.sim.arm import ARM_DEFAULTS, WRIST_CAMERA, arm_mjcf
 from clearvla.scene.objects import ObjectSpec
 from clearvla.sim.objects import object_assets, object_body
 
@@ -22,6 +22,25 @@ TABLE_HALF = (0.55, 0.7)  # the table top spans x in [-0.1, 1.0], y in [-0.7, 0.
 FRONT_CAMERA_POS = (1.0, 0.0, 0.55)
 FRONT_CAMERA_LOOKAT = (0.45, 0.0, 0.05)
 FRONT_CAMERA_FOVY = 44.0
+# The overhead camera is orthographic: a part's apparent size is its true size whatever its distance, which the front
+# camera's perspective confounds (a near small part can look larger than a far large one). It looks down at the
+# table centre TOP_CAMERA_TILT off vertical, from the side facing the robot: straight down, the arm hovering over
+# the parts at an episode's start hides 5% of them outright and more in part (benchmarks/camera_views.py). It frames
+# MOTION_REGION (x 0.27..0.67, y -0.30..0.30, the widest part and distractor region of any suite) with at least
+# 5 cm to spare for the parts' own extent: TOP_CAMERA_VIEW metres per image side, across (world y) and up the image
+# (world x, foreshortened by cos(tilt) on the table). Image right is world +y, image up towards the robot base.
+TOP_CAMERA = "top"
+TOP_CAMERA_LOOKAT = (0.47, 0.0, 0.0)
+TOP_CAMERA_TILT = 40.0  # degrees from vertical, towards +x
+TOP_CAMERA_DISTANCE = 1.6  # m from the look-at point (orthographic: it sets only what can come between)
+TOP_CAMERA_POS = (
+    TOP_CAMERA_LOOKAT[0] + TOP_CAMERA_DISTANCE * float(np.sin(np.radians(TOP_CAMERA_TILT))),
+    TOP_CAMERA_LOOKAT[1],
+    TOP_CAMERA_LOOKAT[2] + TOP_CAMERA_DISTANCE * float(np.cos(np.radians(TOP_CAMERA_TILT))),
+)
+TOP_CAMERA_VIEW = 0.72  # m, the orthographic view's height (and width: images are square)
+# Observation key -> MuJoCo camera. Every camera is in every model; an env renders only the keys it is asked for.
+CAMERAS: dict[str, str] = {"image": FRONT_CAMERA, "wrist_image": WRIST_CAMERA, "image_top": TOP_CAMERA}
 
 
 @dataclass(frozen=True)
@@ -117,6 +136,8 @@ def build_mjcf(scene: SceneSpec, *, image_size: int, physics_dt: float) -> str:
           material="table" contype="1" conaffinity="1" friction="0.6 0.01 0.001"/>
     <camera name="{FRONT_CAMERA}" pos="{_fmt(FRONT_CAMERA_POS)}" xyaxes="{_look_at_xyaxes(FRONT_CAMERA_POS, FRONT_CAMERA_LOOKAT)}"
             fovy="{FRONT_CAMERA_FOVY}"/>
+    <camera name="{TOP_CAMERA}" pos="{_fmt(TOP_CAMERA_POS)}" xyaxes="{_look_at_xyaxes(TOP_CAMERA_POS, TOP_CAMERA_LOOKAT)}"
+            projection="orthographic" fovy="{TOP_CAMERA_VIEW}"/>
 {arm_body}
     {bodies}
   </worldbody>
