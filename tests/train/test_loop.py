@@ -127,3 +127,20 @@ def test_patch_loss_trains_the_decoder_and_is_logged_apart_from_the_action_loss(
     saved = VLA.from_pretrained(checkpoint_dirs(tmp_path / "run")[-1] / "model")
     assert saved.config.patch_decoder == 4
     torch.testing.assert_close(saved.patch_decoder.proj.weight, model.patch_decoder.proj.weight)
+
+
+def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_native_bf16(tmp_path, monkeypatch):
+    from clearvla.train import loop
+
+    with_bf16 = tmp_path / "bf16"
+    with_bf16.write_text("flags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
+    without = tmp_path / "plain"
+    without.write_text("flags\t\t: fpu avx512f avx512bw avx512_vnni\n")
+    assert loop.cpu_has_native_bf16(str(with_bf16)) and not loop.cpu_has_native_bf16(str(without))
+    assert not loop.cpu_has_native_bf16(str(tmp_path / "missing"))
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native)
+        assert loop.bf16_autocast("auto", cpu) is native
+        assert loop.bf16_autocast("auto", cuda) and loop.bf16_autocast("bf16", cpu)
+        assert not loop.bf16_autocast("fp32", cpu) and not loop.bf16_autocast("fp32", cuda)

@@ -20,15 +20,19 @@ def _openvla_7b(**overrides: Any) -> VLAConfig:
     )
 
 
-def _tiny(image_size: int = 224, **overrides: Any) -> VLAConfig:
-    """Same architecture as openvla-7b (fused DINOv2-reg4 + SigLIP, fused projector, Llama), CPU-sized."""
+def _tiny(image_size: int = 224, fused: bool = True, **overrides: Any) -> VLAConfig:
+    """Same architecture as openvla-7b (fused DINOv2-reg4 + SigLIP, fused projector, Llama), CPU-sized.
+    fused=False keeps the DINOv2 backbone alone (half the vision compute; the projector is unchanged), the
+    single-backbone variant benchmarks/train_throughput.py compares against."""
     dino = replace(TIMM_VITS["vit_large_patch14_reg4_dinov2.lvd142m"], width=64, depth=3, heads=4, mlp_hidden=256, patch_size=16)
     siglip = replace(TIMM_VITS["vit_so400m_patch14_siglip_224"], width=64, depth=3, heads=4, mlp_hidden=256, patch_size=16)
+    vision = dict(vision=(dino, siglip), vision_backbone_id="tiny-dinosiglip", timm_model_ids=("tiny-dinov2-reg4", "tiny-siglip"))
+    if not fused:
+        vision = dict(vision=(dino,), vision_backbone_id="tiny-dinov2", timm_model_ids=("tiny-dinov2-reg4",))
     knobs: dict[str, Any] = dict(
-        vision=(dino, siglip), hidden_size=128, num_layers=4, num_heads=4, intermediate_size=352,
+        **vision, hidden_size=128, num_layers=4, num_heads=4, intermediate_size=352,
         base_vocab_size=1024, max_position_embeddings=1024, image_size=image_size,
-        vision_backbone_id="tiny-dinosiglip", llm_backbone_id="tiny-llama", timm_model_ids=("tiny-dinov2-reg4", "tiny-siglip"),
-        hf_llm_id="", llm_max_length=1024, tokenizer="tiny",
+        llm_backbone_id="tiny-llama", hf_llm_id="", llm_max_length=1024, tokenizer="tiny",
     )
     knobs.update(overrides)
     return build_config(**knobs)

@@ -35,8 +35,9 @@ def action_width(norm_stats: dict[str, Any]) -> int:
     return next(iter(widths.values()))
 
 
-def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torch.device = "cpu") -> VLA:
-    """fp32 master weights on `device`; norm_stats of the training data replace any the checkpoint had."""
+def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torch.device = "cpu", **preset_knobs: Any) -> VLA:
+    """fp32 master weights on `device`; norm_stats of the training data replace any the checkpoint had.
+    `preset_knobs`: further builder knobs for a preset init (e.g. `fused=False` for tiny with one vision backbone)."""
     m, weights = cfg.model, cfg.objectives
     inputs: dict[str, Any] = {}
     if m.cameras:
@@ -59,6 +60,8 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
         inputs["execute_actions"] = m.execute_actions
     if m.action_tokens:
         inputs.update(action_chunk=0, prefix_attention="causal", slot_embeddings=False, focus_head=False, execute_actions=0)
+    if preset_knobs and Path(m.init).is_dir():
+        raise ConfigError(f"builder knobs {sorted(preset_knobs)} apply to a preset init, not the checkpoint {m.init}")
     if Path(m.init).is_dir():
         model = VLA.from_pretrained(m.init, dtype=torch.float32)
         if m.action_tokens and not model.config.action_chunk:
@@ -72,7 +75,7 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
                           "already a token model")
     else:
         overrides = {} if m.image_size is None else {"image_size": m.image_size}
-        model = VLA.from_config(m.init, seed=cfg.run.seed, **overrides, **inputs)
+        model = VLA.from_config(m.init, seed=cfg.run.seed, **overrides, **inputs, **preset_knobs)
     model.norm_stats = dict(norm_stats)
     return model.to(device)
 

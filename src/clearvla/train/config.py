@@ -154,7 +154,7 @@ class OptimOptions:
     clip_grad_norm: float = 1.0
     """0 disables clipping."""
     precision: str = "auto"
-    """auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 (autocast; master weights stay fp32)."""
+    """auto (bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32) | fp32 | bf16 (autocast; master weights stay fp32)."""
 
     def __post_init__(self) -> None:
         from clearvla.train.optim import SCHEDULES

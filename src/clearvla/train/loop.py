@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -42,8 +43,27 @@ class Distributed:
         return self.rank == 0
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX-BF16). Without them oneDNN emulates bf16
+    and autocast is slower than fp32; with them the default model trains 1.36x faster in bf16 autocast
+    (benchmarks/train_throughput.py). torch's get_cpu_capability() says only "AVX512", so the flags are read."""
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def bf16_autocast(precision: str, device: torch.device) -> bool:
+    """`precision` auto: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere."""
+    if precision == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    return precision == "bf16"
+
+
 def autocast_for(cfg: TrainConfig, device: torch.device):
-    bf16 = cfg.optim.precision == "bf16" or (cfg.optim.precision == "auto" and device.type == "cuda")
+    bf16 = bf16_autocast(cfg.optim.precision, device)
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
