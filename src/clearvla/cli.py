@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "predict": "clearvla.commands.predict",
     "demo": "clearvla.commands.demo",
     "train": "clearvla.commands.train",
+    "pretrain-vision": "clearvla.commands.pretrain_vision",
     "recipe": "clearvla.commands.recipe",
     "merge": "clearvla.commands.merge",
     "eval": "clearvla.commands.eval",

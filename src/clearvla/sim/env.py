@@ -235,6 +235,12 @@ class WorkcellEnv(gym.Env):
             raise InputError("call reset() before scene_objects()")
         return self.world.scene_objects()
 
+    def segmentation(self, camera: str) -> np.ndarray:
+        """Body id per pixel [H, W] int32 (-1 where nothing shows) of observation camera `camera` (e.g. "image")."""
+        if self.world is None or self._renderer is None:
+            raise InputError("call reset() with images before segmentation()")
+        return self._renderer.segmentation(self.world.data, CAMERAS[camera])
+
     @property
     def steps(self) -> int:
         """Control steps taken in the current episode."""
@@ -272,7 +278,7 @@ class WorkcellEnv(gym.Env):
         cell = self.image_size // ATTENTION_RESOLUTION
         masks = {}
         for key in self.cameras:
-            shows = self._renderer.segmentation(self.world.data, CAMERAS[key]) == body
+            shows = self.segmentation(key) == body
             r = ATTENTION_RESOLUTION
             masks[key] = shows.reshape(r, cell, r, cell).any(axis=(1, 3)).astype(np.uint8)
         return masks

@@ -76,6 +76,10 @@ def build_model(cfg: TrainConfig, norm_stats: dict[str, Any], device: str | torc
     else:
         overrides = {} if m.image_size is None else {"image_size": m.image_size}
         model = VLA.from_config(m.init, seed=cfg.run.seed, **overrides, **inputs, **preset_knobs)
+    if m.vision_init:
+        from clearvla.train.vision_pretrain import load_vision_init
+
+        load_vision_init(model.vision_backbone, Path(m.vision_init))
     model.norm_stats = dict(norm_stats)
     return model.to(device)
 

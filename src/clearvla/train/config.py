@@ -47,6 +47,10 @@ class ModelOptions:
     execute_actions: int = 0
     """Chunk models: the actions of each chunk the checkpoints say to run before the next forward (`clearvla eval`,
     `demo` and the server play them so; `--execute` overrides); 0 keeps the init checkpoint's (a preset: all K)."""
+    vision_init: str = ""
+    """A `clearvla pretrain-vision` directory (vision.safetensors) whose weights replace the vision backbone's
+    before training, tensor by tensor (a name or shape mismatch is an error); the mode then decides whether they
+    train (frozen-vision keeps them fixed). Empty: the init's own vision weights."""
     mode: str = "full"
     """full | lora | frozen-vision | last-layer | sandwich (OpenVLA's fine-tuning variants)."""
     lora_rank: int = 32
