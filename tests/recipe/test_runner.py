@@ -13,14 +13,9 @@ from clearvla.errors import ConfigError
 from clearvla.recipe.runner import Layout, plan, run_recipe
 from clearvla.recipe.spec import load_recipe
 from clearvla.train.checkpointing import mark_final
+from small_recipe import SMALL_RECIPE
 
-RECIPE = """\
-defaults: {lr: 0.001, max_steps: 4}
-datasets:
-  demos: {episodes: 2}
-  round1: {episodes: 1, handover: first, normalize_like: demos}
-stages:
-  first: {init: tiny, datasets: [demos]}
+RECIPE = SMALL_RECIPE + """\
   second: {init: first, datasets: [demos, round1]}
   third: {init: second, datasets: [demos]}
 """

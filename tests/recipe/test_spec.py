@@ -7,20 +7,13 @@ from pathlib import Path
 import pytest
 
 from clearvla.errors import ConfigError
+from small_recipe import SMALL_RECIPE
 from clearvla.recipe.spec import load_recipe
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "default_model.yaml"
 
-GOOD = """\
-record: {suite: train, image_size: 32}
-defaults: {lr: 0.001, max_steps: 4}
-datasets:
-  demos: {episodes: 2}
-  round1: {episodes: 1, handover: first, normalize_like: demos}
-stages:
-  first: {init: tiny, datasets: [demos]}
-  second: {init: first, datasets: [demos, round1], weights: [1.0, 2.0], lr: 0.0005}
-"""
+GOOD = "record: {suite: train, image_size: 32}\n" + SMALL_RECIPE + (
+    "  second: {init: first, datasets: [demos, round1], weights: [1.0, 2.0], lr: 0.0005}\n")
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -3,11 +3,9 @@ through the service for a two-camera model that reads proprio."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import numpy as np
 import pytest
+from service_calls import act_once
 
 from clearvla.serve.aliases import canonical
 from clearvla.serve.codecs import json_numpy_encode
@@ -100,25 +98,14 @@ def two_camera_vla():
     return VLA.from_config("tiny", image_size=32, cameras=("image", "wrist"), proprio_dim=8, norm_stats=STATS).eval()
 
 
-def _act(service: PolicyService, payload: dict):
-    async def main():
-        await service.batcher.start()
-        try:
-            return (await service.act(payload, time.monotonic(), time.time()))[1]
-        finally:
-            await service.batcher.stop()
-
-    return asyncio.run(main())
-
-
 def test_openpi_layouts_reach_a_two_camera_proprio_model(two_camera_vla):
     rng = np.random.default_rng(0)
     image, wrist = (rng.integers(0, 256, size=(24, 40, 3), dtype=np.uint8) for _ in range(2))
     state = rng.uniform(-0.3, 0.3, 8)
     service = PolicyService(two_camera_vla, ServeConfig())
-    libero = _act(service, {"observation/image": image, "observation/wrist_image": wrist.transpose(2, 0, 1),
+    libero = act_once(service, {"observation/image": image, "observation/wrist_image": wrist.transpose(2, 0, 1),
                             "observation/state": state, "prompt": "put the nut in the tray"})
-    droid = _act(service, {"observation/exterior_image_1_left": image, "observation/wrist_image_left": wrist,
+    droid = act_once(service, {"observation/exterior_image_1_left": image, "observation/wrist_image_left": wrist,
                            "observation/joint_position": state[:7], "observation/gripper_position": state[7:],
                            "prompt": "put the nut in the tray"})
     expected = two_camera_vla.predict_action({"image": image, "wrist": wrist}, "put the nut in the tray", "w", proprio=state)
@@ -132,7 +119,7 @@ def test_a_joint_space_state_is_never_taken_for_the_end_effector(two_camera_vla)
     droid = {"observation/exterior_image_1_left": IMAGE, "observation/wrist_image_left": IMAGE, "prompt": "go",
              "observation/joint_position": np.zeros(7), "observation/gripper_position": np.zeros(1)}
     with pytest.raises(RequestError, match="not a joint-space state") as info:
-        _act(service, droid)
+        act_once(service, droid)
     assert info.value.field == "proprio"
     libero = {"observation/image": IMAGE, "observation/wrist_image": IMAGE, "observation/state": np.zeros(8), "prompt": "go"}
-    assert _act(service, libero).kind == "action"  # LIBERO's state starts with the end-effector position
+    assert act_once(service, libero).kind == "action"  # LIBERO's state starts with the end-effector position

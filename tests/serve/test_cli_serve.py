@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from service_calls import act_once
 from clearvla.cli import build_parser, main
 
 
@@ -37,9 +38,6 @@ def test_bad_limits_file_is_one_line(tmp_path, capsys):
 
 def test_quantized_model_serves(serve_checkpoint):
     """--quantize goes through the one loader predict and eval use: bitsandbytes layers in, actions out."""
-    import asyncio
-    import time
-
     import numpy as np
 
     from clearvla.serve.app import load_model
@@ -51,12 +49,5 @@ def test_quantized_model_serves(serve_checkpoint):
     service = PolicyService(vla, ServeConfig())
     payload = {"image": json_numpy_encode(np.zeros((32, 32, 3), np.uint8)), "instruction": "pick up the red block", "unnorm_key": "workcell"}
 
-    async def main():
-        await service.batcher.start()
-        try:
-            return (await service.act(payload, time.monotonic(), time.time()))[1]
-        finally:
-            await service.batcher.stop()
-
-    response = asyncio.run(main())
+    response = act_once(service, payload)
     assert response.kind == "action" and response.action.shape == (7,) and np.isfinite(response.action).all()
