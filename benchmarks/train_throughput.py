@@ -271,7 +271,7 @@ def main() -> None:
         print(f"| {r['precision']} | {r['vision']} | {r['data']} | {r['samples_per_s']:.1f} | {r['ratio']:.2f}x "
               f"| {r['samples_per_s_best']:.1f} | {r['ratio_best']:.2f}x | {r['fraction_of_own_peak']:.0%} |")
     if found:
-        print(f"\n| run | steps | train loss | val action L1 | val action L1 (fp32 eval) | val chunk L1 |\n|---|---|---|---|---|---|")
+        print("\n| run | steps | train loss | val action L1 | val action L1 (fp32 eval) | val chunk L1 |\n|---|---|---|---|---|---|")
         for q in found:
             print(f"| {q['run']} | {q['steps']} | {q['train_loss']} | {q['val_action_l1']} | "
                   f"{q['val_action_l1_fp32_eval']} | {q['val_chunk_l1']} |")

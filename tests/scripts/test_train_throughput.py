@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 BENCHMARK = "train_throughput"  # the `bench` fixture (conftest.py) imports benchmarks/train_throughput.py
 
 

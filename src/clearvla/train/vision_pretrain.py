@@ -31,6 +31,7 @@ from clearvla.models.presets import get_config
 from clearvla.models.processor import ImageProcessor
 from clearvla.models.vision import VisionBackbone
 from clearvla.train.objectives import patch_loss
+from clearvla.train.optim import build_scheduler
 
 WEIGHTS = "vision.safetensors"
 META = "vision.json"
@@ -130,9 +131,7 @@ def pretrain_vision(frames: dict[str, np.ndarray], vocab: dict[str, tuple[str, .
     heads = PatchHeads(backbone.embed_dim, vocab)
     params = list(backbone.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    warmup = max(1, settings.steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min((i + 1) / warmup, 0.5 * (1 + np.cos(
-        np.pi * min(i / settings.steps, 1.0)))))  # linear warm-up, cosine decay
+    schedule = build_scheduler(optimizer, "cosine", max(1, settings.steps // 20), settings.steps)
     rng = np.random.default_rng(settings.seed)
     bf16 = bf16_autocast(settings.precision, torch.device("cpu"))
     history: list[dict[str, float]] = []
