@@ -155,7 +155,9 @@ def test_a_frame_past_the_size_limit_closes_only_its_connection(compat_server):
         with pytest.raises(websockets.ConnectionClosed) as closed:
             ws.send(b"\x00" * (3 * 2**20))
             ws.recv(timeout=30)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    # The server closes with 1009 while the client may still be writing; the TCP teardown can then lose the close
+    # frame (rcvd None). When it arrives it must say 1009.
+    assert closed.value.rcvd is None or closed.value.rcvd.code == 1009
     with websockets.sync.client.connect(compat_server.ws_url, open_timeout=30, max_size=None) as ws:
         assert isinstance(ws.recv(timeout=30), bytes)  # a new connection gets the metadata
     assert compat_server.process.poll() is None
