@@ -36,6 +36,21 @@ def test_the_default_model_recipe_resolves_to_its_stages() -> None:
     assert recipe.datasets["workcell_train_3k_home"].record.step_noise is None  # the expert's default noise
 
 
+@pytest.mark.parametrize("path", sorted(RECIPE.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file in recipes/ resolves, run from the repository root as documented: stages, datasets and every
+    stage's TrainConfig (load_recipe checks them)."""
+    monkeypatch.chdir(RECIPE.parents[1])
+    assert load_recipe(path).stages
+
+
+def test_a_recording_names_its_cameras_and_the_episodes_it_may_play(tmp_path: Path) -> None:
+    text = GOOD.replace("demos: {episodes: 2}", "demos: {episodes: 2, stop: 4000, cameras: [image_top, wrist_image]}")
+    record = load_recipe(_write(tmp_path, text)).datasets["demos"].record
+    assert (record.stop, record.cameras) == (4000, ("image_top", "wrist_image"))
+    assert "--stop 4000 --cameras image_top wrist_image" in record.command(tmp_path / "d")
+
+
 def test_smoke_makes_every_stage_and_recording_tiny(tmp_path: Path) -> None:
     recipe = load_recipe(_write(tmp_path, GOOD)).smoke()
     fields = recipe.train_fields(recipe.stages["second"])

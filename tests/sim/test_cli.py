@@ -52,6 +52,18 @@ def test_recording_in_worker_processes_writes_the_same_dataset(tmp_path) -> None
     assert main([*args, "--out", str(tmp_path / "none"), "--workers", "0"]) == 2
 
 
+def test_stop_bounds_the_episodes_played(tmp_path, caplog) -> None:
+    """--stop keeps a recording out of the scenes it must not see (train 4000-4999 are the evaluation's): it writes
+    fewer than asked rather than play past it."""
+    lerobot = pytest.importorskip("clearvla.data.formats.lerobot")
+    out = tmp_path / "bounded"
+    args = ["sim", "record", "--episodes", "5", "--start", "3", "--stop", "5", "--image-size", "32", "--no-wrist"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert [ep.metadata["index"] for ep in lerobot.read_lerobot(out)] == [3, 4]
+    assert "ran out of episodes before 5" in caplog.text
+    assert main([*args[:-5], "--stop", "3", "--out", str(tmp_path / "empty")]) == 2  # stop must come after start
+
+
 @pytest.mark.parametrize("suffix", [".gif", ".mp4"])
 def test_video(tmp_path, suffix: str) -> None:
     out = tmp_path / f"ep{suffix}"

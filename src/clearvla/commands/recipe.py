@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     def record_dataset(spec, out: Path, handover: Path | None) -> None:
         record(spec.suite, spec.episodes, out, image_size=spec.image_size, seed=spec.seed, start=spec.start,
-               wrist_camera=spec.wrist, workers=spec.workers, step_noise=spec.step_noise,
+               stop=spec.stop, wrist_camera=spec.wrist, cameras=spec.cameras, workers=spec.workers,
+               step_noise=spec.step_noise,
                random_start=not spec.home_start, handover=handover, handover_window=spec.handover_window)
 
     start = time.perf_counter()

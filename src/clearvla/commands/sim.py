@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--image-size", type=int, default=128, help="square camera images, pixels (default 128)")
     r.add_argument("--seed", type=int, default=0, help="expert noise seed (default 0)")
     r.add_argument("--start", type=int, default=0, help="first suite episode index to play (default 0)")
+    r.add_argument("--stop", type=int, default=None,
+                   help="play only suite episodes before this index (default: the suite's end), e.g. 4000 to keep "
+                        "train 4000-4999 unseen however many the expert fails")
     r.add_argument("--no-wrist", action="store_true", help="record only the third-person camera")
     r.add_argument("--cameras", nargs="+", choices=CAMERA_CHOICES, default=None, metavar="CAMERA",
                    help="cameras to record, from image (front), wrist_image (gripper), image_top (overhead, "
@@ -76,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_record(args: argparse.Namespace) -> int:
     report = record(args.suite, args.episodes, args.out, image_size=args.image_size, seed=args.seed, start=args.start,
-                    wrist_camera=not args.no_wrist, cameras=None if args.cameras is None else tuple(args.cameras),
+                    stop=args.stop, wrist_camera=not args.no_wrist, cameras=None if args.cameras is None else tuple(args.cameras),
                     workers=args.workers, step_noise=args.step_noise,
                     random_start=not args.home_start, handover=args.handover, handover_window=args.handover_window)
     print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")

@@ -45,7 +45,11 @@ class RecordSpec:
     image_size: int = 128
     seed: int = 0
     start: int = 0
+    stop: int | None = None
+    """None: the suite's end."""
     wrist: bool = True
+    cameras: tuple[str, ...] | None = None
+    """None: image and, with wrist, wrist_image."""
     step_noise: float | None = None
     """None: the expert's default noise."""
     workers: int = 1
@@ -59,7 +63,9 @@ class RecordSpec:
         args = ["clearvla", "sim", "record", "--suite", self.suite, "--episodes", str(self.episodes), "--out", str(out),
                 "--image-size", str(self.image_size), "--seed", str(self.seed)]
         args += ["--start", str(self.start)] if self.start else []
+        args += [] if self.stop is None else ["--stop", str(self.stop)]
         args += [] if self.wrist else ["--no-wrist"]
+        args += [] if self.cameras is None else ["--cameras", *self.cameras]
         args += [] if self.step_noise is None else ["--step-noise", f"{self.step_noise:g}"]
         args += ["--workers", str(self.workers)] if self.workers != 1 else []
         args += ["--home-start"] if self.home_start else []
@@ -169,8 +175,9 @@ def _dataset(name: str, spec: Any, record: dict[str, Any], path: Path) -> Datase
     merged = {**record, **spec}
     known = {f.name for f in dataclasses.fields(RecordSpec)}
     _no_unknown(merged, known, where, what="`sim record` option")
-    if "handover_window" in merged:
-        merged["handover_window"] = tuple(merged["handover_window"])
+    for key in ("handover_window", "cameras"):
+        if merged.get(key) is not None:
+            merged[key] = tuple(merged[key])
     try:
         return DatasetSpec(name, RecordSpec(**merged), like or "")
     except TypeError as e:  # a required option missing

@@ -103,6 +103,7 @@ def record_demos(
     image_size: int = 128,
     seed: int = 0,
     start: int = 0,
+    stop: int | None = None,
     wrist_camera: bool = True,
     cameras: tuple[str, ...] | None = None,
     control_hz: float = 10.0,
@@ -112,8 +113,8 @@ def record_demos(
     handover: Handover | None = None,
     on_episode: Callable[[bool], None] | None = None,
 ) -> RecordReport:
-    """Run the expert on `suite` episodes start, start+1, ... and write the first `episodes` successful ones to
-    a new LeRobot v3 dataset at `out`. `on_episode(success)` is called after every attempt (for progress bars).
+    """Run the expert on `suite` episodes start, start+1, ... (before `stop`; None: the suite's end) and write the
+    first `episodes` successful ones to a new LeRobot v3 dataset at `out`. `on_episode(success)` is called after every attempt (for progress bars).
     `cameras` names the cameras to record (`WorkcellEnv`'s: image, wrist_image, image_top); None records "image" and,
     with `wrist_camera`, "wrist_image". Image sizes divisible by 32 also record per-camera attention masks (where the
     object the arm heads for shows). The episodes played, and the expert's actions, are the same for any cameras.
@@ -130,6 +131,10 @@ def record_demos(
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     if not 0 <= start < len(specs):
         raise ConfigError(f"--start must be in 0..{len(specs) - 1} for suite {suite!r}, got {start}")
+    stop = len(specs) if stop is None else stop
+    if not start < stop <= len(specs):
+        raise ConfigError(f"--stop must be in {start + 1}..{len(specs)} (after --start {start}) for suite {suite!r}, "
+                          f"got {stop}")
     if control_hz != int(control_hz):
         raise ConfigError(f"recording needs an integer control rate (dataset fps), got {control_hz}")
     if step_noise is not None and not 0.0 <= step_noise <= MAX_STEP_NOISE:
@@ -139,7 +144,7 @@ def record_demos(
     elif not wrist_camera:
         raise ConfigError("give either cameras or wrist_camera=False (--cameras or --no-wrist), not both")
     player = _Player(suite, image_size, check_cameras(cameras), control_hz, seed, step_noise, random_start, handover)
-    played = player.play(range(start, len(specs))) if workers == 1 else _play_parallel(player, start, len(specs), workers)
+    played = player.play(range(start, stop)) if workers == 1 else _play_parallel(player, start, stop, workers)
     written = attempted = 0
     try:
         with LeRobotWriter(out, fps=int(control_hz), robot_type=ROBOT_TYPE) as writer:
@@ -155,5 +160,5 @@ def record_demos(
     finally:
         played.close()
     if written < episodes:
-        log.warning("suite %r ran out of episodes: wrote %d of %d requested", suite, written, episodes)
+        log.warning("suite %r ran out of episodes before %d: wrote %d of %d requested", suite, stop, written, episodes)
     return RecordReport(Path(out), written, attempted)
