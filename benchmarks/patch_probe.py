@@ -1,14 +1,17 @@
-"""Does vision pretraining (`clearvla pretrain-vision`) make the patch features say what a patch shows? A linear
-probe of size class and kind on frozen workcell patch features, a pretrained backbone against a random-init one.
+"""Do a vision backbone's patch features say what a patch shows? A linear probe of kind, colour and size class on
+frozen workcell patch features, per backbone and per camera.
 
-Renders train-suite scenes the pretraining did not see (--first-scene, default 3000; never the evaluation scenes
-4000+), takes each backbone's patch features [P, D] (what the VLA's projector reads) on the patches that show an
-object, fits a linear softmax probe on the first --fit-fraction of the scenes and reports held-out accuracy on the
-rest, per label, with the majority-class rate as the floor. Size is also scored on parts only (targets and
-distractors carry no size).
+The backbones compared are a `clearvla pretrain-vision` directory against a random-init one (`--vision-init`), and
+the vision backbones of VLA checkpoints (`--checkpoint`, repeatable: e.g. runs trained with and without
+`--vision-init` for the same steps, or on different cameras). Renders train-suite scenes none of them trained on
+(--first-scene, default 3000; never the evaluation scenes 4000+) from each camera in --cameras, takes each
+backbone's patch features [P, D] (what the VLA's projector reads) on the patches that show an object, fits a linear
+softmax probe on the first --fit-fraction of the scenes and reports held-out accuracy on the rest, per label, with
+the majority-class rate as the floor. Size is also scored on parts only (targets and distractors carry no size).
 
 Run: .venv/bin/python benchmarks/patch_probe.py --vision-init runs/vision [--scenes 300] [--steps 300]
-  ->  benchmarks/results/patch_probe.json
+     .venv/bin/python benchmarks/patch_probe.py --checkpoint A --checkpoint B --cameras image image_top
+  ->  benchmarks/results/patch_probe.json (or --name)
 """
 
 from __future__ import annotations
@@ -48,39 +51,68 @@ def probe(x_fit, y_fit, x_test, y_test, classes: int, steps: int) -> float:
         return float((head(x_test).argmax(-1) == y_test).float().mean())
 
 
+def backbones(args: argparse.Namespace) -> tuple[dict[str, tuple], int, dict]:
+    """{name: (backbone, processor)} to compare, their image size, and what they are (for the result)."""
+    found: dict[str, tuple] = {}
+    about: dict = {}
+    if args.vision_init is not None:
+        meta = json.loads((args.vision_init / "vision.json").read_text())
+        settings = PretrainSettings(**meta["settings"])
+        about.update(vision_init=str(args.vision_init), pretrain=meta["settings"])
+        args.cameras = args.cameras or tuple(meta["cameras"])
+        for name in ("pretrained", "random"):
+            backbone, processor = build_backbone(settings)
+            if name == "pretrained":
+                load_vision_init(backbone, args.vision_init)
+            found[name] = (backbone.eval(), processor)
+    from clearvla.models.vla import VLA
+
+    for directory in args.checkpoint:
+        vla = VLA.from_pretrained(directory)
+        found[str(directory)] = (vla.vision_backbone.eval(), vla.processor)
+    sizes = {p.image_size for _, p in found.values()}
+    if len(sizes) != 1:
+        raise SystemExit(f"the backbones read different image sizes {sorted(sizes)}; probe them separately")
+    return found, sizes.pop(), about
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vision-init", required=True, type=Path, help="a `clearvla pretrain-vision` directory")
+    ap.add_argument("--vision-init", type=Path, help="a `clearvla pretrain-vision` directory (against random init)")
+    ap.add_argument("--checkpoint", type=Path, action="append", default=[], help="a VLA checkpoint (repeatable)")
+    ap.add_argument("--cameras", nargs="+", help="cameras to render (default: the pretraining's, else image)")
     ap.add_argument("--first-scene", type=int, default=3000)
     ap.add_argument("--scenes", type=int, default=300)
     ap.add_argument("--fit-fraction", type=float, default=0.7)
     ap.add_argument("--steps", type=int, default=300, help="probe optimiser steps")
+    ap.add_argument("--name", default="patch_probe", help="result file name")
     args = ap.parse_args()
-    meta = json.loads((args.vision_init / "vision.json").read_text())
-    settings = PretrainSettings(**meta["settings"])
+    if args.vision_init is None and not args.checkpoint:
+        ap.error("give --vision-init, --checkpoint or both")
+    found, image_size, about = backbones(args)
+    cameras = tuple(args.cameras or ("image",))
     frames = render_labelled_frames(range(args.first_scene, args.first_scene + args.scenes),
-                                    image_size=settings.image_size, cameras=tuple(meta["cameras"]))
+                                    image_size=image_size, cameras=cameras)
     split = int(args.fit_fraction * args.scenes) + args.first_scene
     fit = np.repeat((frames["scene"] < split)[:, None], frames["object"].shape[1], 1)
-    shows = frames["object"] > 0
     part = np.isin(frames["kind"], [VOCAB["kind"].index(k) for k in PART_KINDS])
-    result: dict = {"vision_init": str(args.vision_init), "pretrain": meta["settings"], "scenes": [args.first_scene, args.first_scene + args.scenes],
-                    "patches": {"fit": int((shows & fit).sum()), "test": int((shows & ~fit).sum())}}
-    for name in ("pretrained", "random"):
-        backbone, processor = build_backbone(settings)
-        if name == "pretrained":
-            load_vision_init(backbone, args.vision_init)
-        feats = features(backbone.eval(), frames["image"], processor).float()
-        scores = {}
-        for label, where in (("kind", shows), ("size", shows), ("size_parts", part), ("colour", shows)):
-            y = torch.from_numpy(frames[label.split("_")[0]])
-            m_fit, m_test = torch.from_numpy(where & fit), torch.from_numpy(where & ~fit)
-            acc = probe(feats[m_fit], y[m_fit], feats[m_test], y[m_test], len(VOCAB[label.split("_")[0]]), args.steps)
-            majority = float((y[m_test] == torch.mode(y[m_fit]).values).float().mean())
-            scores[label] = {"accuracy": round(acc, 4), "majority": round(majority, 4)}
-        result[name] = scores
-        print(name, scores)
-    write_result("patch_probe", result)
+    result: dict = {**about, "scenes": [args.first_scene, args.first_scene + args.scenes], "cameras": list(cameras)}
+    for name, (backbone, processor) in found.items():
+        feats = features(backbone, frames["image"], processor).float()
+        result[name] = {}
+        for c, camera in enumerate(cameras):
+            own = np.repeat((frames["camera"] == c)[:, None], frames["object"].shape[1], 1)
+            shows = (frames["object"] > 0) & own
+            scores = {"patches": {"fit": int((shows & fit).sum()), "test": int((shows & ~fit).sum())}}
+            for label, where in (("kind", shows), ("size", shows), ("size_parts", part & own), ("colour", shows)):
+                y = torch.from_numpy(frames[label.split("_")[0]])
+                m_fit, m_test = torch.from_numpy(where & fit), torch.from_numpy(where & ~fit)
+                acc = probe(feats[m_fit], y[m_fit], feats[m_test], y[m_test], len(VOCAB[label.split("_")[0]]), args.steps)
+                majority = float((y[m_test] == torch.mode(y[m_fit]).values).float().mean())
+                scores[label] = {"accuracy": round(acc, 4), "majority": round(majority, 4)}
+            result[name][camera] = scores
+            print(name, camera, {k: v for k, v in scores.items() if k != "patches"})
+    write_result(args.name, result)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,20 @@ def test_attention_masks_are_declared_as_stored_and_read_back(tmp_path, synth):
         np.testing.assert_array_equal(a.attention["wrist_image"], b.attention["wrist_image"])
 
 
+def test_an_episode_read_for_some_cameras_reads_only_theirs(tmp_path, synth):
+    """A training loader asks for the cameras the model reads: their frames and masks, the rest of the row as a whole
+    read gives it, and nothing of the other cameras."""
+    episodes = _masked(synth)
+    source = LeRobotSource(_write(tmp_path / "ds", episodes))
+    for i, want in enumerate(episodes):
+        got = source.load(i, cameras=["wrist_image"])
+        assert list(got.images) == ["wrist_image"] and list(got.attention) == ["wrist_image"]
+        np.testing.assert_array_equal(got.attention["wrist_image"], want.attention["wrist_image"])
+        np.testing.assert_array_equal(got.images["wrist_image"], source.load(i).images["wrist_image"])
+        np.testing.assert_allclose(got.actions, want.actions, atol=1e-6)
+        assert got.instruction == want.instruction
+
+
 def test_recordings_declaring_masks_2d_still_read(tmp_path, synth):
     episodes = _masked(synth)
     root = _write(tmp_path / "ds", episodes)

@@ -48,6 +48,7 @@ from clearvla.data.formats.lerobot_meta import (
     read_episodes,
     read_tasks,
 )
+from clearvla.data.formats.parquet_rows import EpisodeRows
 from clearvla.data.formats.video import VideoEncoder, decode_frames
 from clearvla.errors import DataError
 
@@ -223,7 +224,7 @@ class LeRobotSource:
         self.cameras = [self.camera_name(k) for k in self.video_keys + self.image_keys]  # the dataset's own names
         self.episodes = read_episodes(self.path)
         self.tasks = read_tasks(self.path)
-        self._tables: dict[Path, tuple[pa.Table, dict[int, tuple[int, int]]]] = {}
+        self._files: dict[Path, EpisodeRows] = {}
 
     def __len__(self) -> int:
         return len(self.episodes)
@@ -236,21 +237,6 @@ class LeRobotSource:
         meta = [p for p in (self.path / "meta").rglob("*") if p.is_file() and p.name != "stats.json"]
         return hash_files([*meta, *(self.path / "data").rglob("*.parquet")], self.path, extra=f"lerobot:{self.name}")
 
-    def _table(self, path: Path) -> tuple[pa.Table, dict[int, tuple[int, int]]]:
-        """The frames of one data file and, per episode_index, its row range (files are small; keep the last 2)."""
-        if path not in self._tables:
-            try:
-                table = pq.read_table(path)
-            except (OSError, pa.ArrowException) as e:
-                raise DataError(f"{path}: cannot read parquet data file ({e})") from None
-            episodes = table.column("episode_index").to_numpy()
-            starts = np.flatnonzero(np.r_[True, episodes[1:] != episodes[:-1]])
-            ends = np.r_[starts[1:], len(episodes)]
-            if len(self._tables) >= 2:
-                self._tables.pop(next(iter(self._tables)))
-            self._tables[path] = (table, {int(episodes[s]): (int(s), int(e)) for s, e in zip(starts, ends)})
-        return self._tables[path]
-
     def load(self, index: int, *, images: bool = True, cameras: Sequence[str] | None = None) -> Episode:
         row = self.episodes[index]
         ep = int(row["episode_index"])
@@ -258,12 +244,12 @@ class LeRobotSource:
         path = self.path / self.info.get("data_path", DATA_PATH).format(
             chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
         )
-        table, ranges = self._table(path)
-        if ep not in ranges:
+        if path not in self._files:
+            self._files[path] = EpisodeRows(path)
+        frames = self._files[path].read(ep, None if cameras is None else self._columns(cameras))
+        n = len(frames)
+        if n == 0:
             raise DataError(f"{where}: no frames in {path}")
-        start, end = ranges[ep]
-        frames = table.slice(start, end - start)
-        n = end - start
         if n != int(row["length"]):
             raise DataError(f"{where}: {path} has {n} frames, meta/episodes says {row['length']}")
         try:
@@ -290,6 +276,14 @@ class LeRobotSource:
                            dataset_name=self.name, metadata=metadata, attention=attention)
         except DataError as e:
             raise DataError(f"{where}: {e}") from None
+
+    def _columns(self, cameras: Sequence[str]) -> list[str]:
+        """The data-file columns an episode with these cameras needs: everything but other cameras' masks and images."""
+        def other_camera(key: str) -> bool:
+            prefix = next((p for p in (ATTENTION_PREFIX, IMAGE_PREFIX) if key.startswith(p)), None)
+            return prefix is not None and key[len(prefix):] not in cameras
+
+        return [k for k in self.info.get("features", {}) if not other_camera(k)] + ["task_index", "next.done"]
 
     def _attention(self, frames: pa.Table, n: int) -> dict[str, np.ndarray] | None:
         """Per-camera attention masks [n, h, w] uint8 (sizes from info.json's features), or None if none recorded."""
