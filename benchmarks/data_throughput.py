@@ -7,7 +7,12 @@ counted for --seconds while a sampler thread records the RSS of the main process
 The CPU time of all processes per frame gives the machine-independent cost (other jobs on a shared machine slow
 the wall clock, not this). Target: >= 1000 frames/s at 224 px with 2 workers.
 
+With --dataset DIR a recording is read instead, as the default model's recipe reads it (`clearvla sim record`
+output: --cameras, the robot state, 8-step chunks, attention masks, a 64-episode shuffle buffer), at its image size.
+
 Run: .venv/bin/python benchmarks/data_throughput.py  ->  benchmarks/results/data_throughput.json
+     .venv/bin/python benchmarks/data_throughput.py --dataset runs/data/workcell_train_4k_cams --size 128
+       --buffer-episodes 64  ->  benchmarks/results/data_throughput_recording.json
 """
 
 from __future__ import annotations
@@ -103,21 +108,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="batches before timing starts")
     parser.add_argument("--seconds", type=float, default=40.0, help="timed duration")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset", type=Path, help="read this recording instead of a synthetic dataset")
+    parser.add_argument("--cameras", nargs="+", default=["image", "wrist_image"], help="--dataset: cameras to read")
     parser.add_argument("--main-threads", type=int, default=0, help="torch threads of the main process (0: torch's default)")
     args = parser.parse_args()
     if args.main_threads:
         torch.set_num_threads(args.main_threads)
 
     with tempfile.TemporaryDirectory(prefix="clearvla-bench-") as tmp:
-        root = Path(tmp) / "synthetic"
-        start = time.perf_counter()
-        write_dataset(root, args.episodes, args.steps, args.size, args.seed)
+        root, start = args.dataset or Path(tmp) / "synthetic", time.perf_counter()
+        if args.dataset is None:
+            write_dataset(root, args.episodes, args.steps, args.size, args.seed)
         write_s = time.perf_counter() - start
         video_mb = sum(p.stat().st_size for p in root.rglob("*.mp4")) / 2**20
         mixture = Mixture.build([root], val_fraction=0.0, seed=args.seed, cache_dir=Path(tmp) / "cache")
         processor = ImageProcessor(args.size, (IMAGENET_MEAN, (0.5, 0.5, 0.5)), (IMAGENET_STD, (0.5, 0.5, 0.5)))
+        recording = {} if args.dataset is None else dict(cameras=tuple(args.cameras), proprio=True, action_chunk=8,
+                                                         attention=True)
         loader = make_dataloader(mixture, build_tiny_tokenizer(), processor, batch_size=args.batch_size,
-                                 num_workers=args.workers, seed=args.seed, buffer_episodes=args.buffer_episodes)
+                                 num_workers=args.workers, seed=args.seed, buffer_episodes=args.buffer_episodes,
+                                 **recording)
         sampler = RamSampler()
         sampler.start()
         batches = iter(loader)
@@ -146,9 +156,10 @@ def main() -> None:
     main_ms, workers_ms = (1000 * (b - a) / frames for a, b in zip(cpu0, cpu1))
     cpu_ms = main_ms + workers_ms
     result = {
-        "config": vars(args),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "dataset": {"frames": args.episodes * args.steps, "video_mb": round(video_mb, 1), "write_s": round(write_s, 1),
-                    "write_frames_per_s": round(args.episodes * args.steps / write_s, 1)},
+                    "write_frames_per_s": round(args.episodes * args.steps / write_s, 1)} if args.dataset is None else
+                   {"path": str(args.dataset), "episodes": len(mixture.members[0].train), "video_mb": round(video_mb, 1)},
         "pixel_values_shape": shape,
         "main_torch_threads": torch.get_num_threads(),
         "frames_per_s": round(frames / elapsed, 1),
@@ -166,7 +177,7 @@ def main() -> None:
         },
         "ram_timeline_s_main_workers_mb": [[round(float(v), 1) for v in row] for row in samples[:: max(1, len(samples) // 40)]],
     }
-    path = write_result("data_throughput", result)
+    path = write_result("data_throughput" if args.dataset is None else "data_throughput_recording", result)
     ram = result["ram_mb"]
     print("| metric | value |\n|---|---|")
     print(f"| frames/s ({args.workers} workers, {args.size} px, batch {args.batch_size}, augmented) | {result['frames_per_s']} |")
@@ -178,8 +189,9 @@ def main() -> None:
     print(f"| RSS main / workers at end (MB) | {ram['main_final']} / {ram['workers_final']} |")
     print(f"| RSS total (main + workers), first -> last third of timing (MB) | {ram['total_first_third_of_timing']} -> "
           f"{ram['total_last_third_of_timing']} (peak {ram['total_peak']}) |")
-    print(f"| dataset: frames, mp4 MB, write frames/s | {args.episodes * args.steps}, {result['dataset']['video_mb']}, "
-          f"{result['dataset']['write_frames_per_s']} |")
+    if args.dataset is None:
+        print(f"| dataset: frames, mp4 MB, write frames/s | {args.episodes * args.steps}, {result['dataset']['video_mb']}, "
+              f"{result['dataset']['write_frames_per_s']} |")
     print(f"wrote {path}")
 
 

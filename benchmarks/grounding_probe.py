@@ -11,7 +11,7 @@ Run: .venv/bin/python benchmarks/grounding_probe.py [--checkpoint DIR] [--start 
   ->  benchmarks/results/grounding_probe.json
 With `--reports R1 R2 ...` (`clearvla eval --suite train` output directories) nothing is played: each report's
 episodes, as recorded, are broken down by reference type side by side (1,000 episodes of an evaluation already run
-instead of 100 more), -> benchmarks/results/grounding_reports.json.
+instead of 100 more), -> benchmarks/results/grounding_reports.json (or --name).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def with_colour(setup: EpisodeSetup) -> str:
     return re.sub(rf"\b{kind}\b", f"{train_wording('colour', colour)} {kind}", setup.instruction, count=1)
 
 
-def from_reports(reports: list[str]) -> None:
+def from_reports(reports: list[str], name: str = "grounding_reports") -> None:
     """Success and `wrong_part` per reference type for the train-suite episodes of evaluation reports."""
     outcomes: dict[str, dict[str, Counter]] = {}
     for report in reports:
@@ -75,7 +75,7 @@ def from_reports(reports: list[str]) -> None:
     for kind in kinds:
         cells = " | ".join(f"{outcomes[r][kind]['success']} / {outcomes[r][kind]['wrong_part']}" for r in reports)
         print(f"| {kind} | {first[kind]['episodes']} | {cells} |")
-    path = write_result("grounding_reports", {r: {k: dict(c) for k, c in t.items()} for r, t in outcomes.items()})
+    path = write_result(name, {r: {k: dict(c) for k, c in t.items()} for r, t in outcomes.items()})
     print(f"\n{path}")
 
 
@@ -85,9 +85,10 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=4000)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--reports", nargs="+", help="evaluation output directories to break down instead of playing")
+    parser.add_argument("--name", default="grounding_reports", help="--reports: result file name")
     args = parser.parse_args()
     if args.reports:
-        return from_reports(args.reports)
+        return from_reports(args.reports, args.name)
 
     torch.set_num_threads(1)
     vla = VLA.from_pretrained(args.checkpoint)
