@@ -114,7 +114,8 @@ def record_demos(
     on_episode: Callable[[bool], None] | None = None,
 ) -> RecordReport:
     """Run the expert on `suite` episodes start, start+1, ... (before `stop`; None: the suite's end) and write the
-    first `episodes` successful ones to a new LeRobot v3 dataset at `out`. `on_episode(success)` is called after every attempt (for progress bars).
+    first `episodes` successful ones to a new LeRobot v3 dataset at `out`. `on_episode(success)` is called after
+    every attempt (for progress bars).
     `cameras` names the cameras to record (`WorkcellEnv`'s: image, wrist_image, image_top); None records "image" and,
     with `wrist_camera`, "wrist_image". Image sizes divisible by 32 also record per-camera attention masks (where the
     object the arm heads for shows). The episodes played, and the expert's actions, are the same for any cameras.
