@@ -140,3 +140,23 @@ def test_new_proprio_indices_start_a_fresh_state_mlp_and_keep_every_other_weight
     assert not torch.equal(moved.proprio_projector.fc2.weight, trained.proprio_projector.fc2.weight)
     for name in ("action_head.model.fc1.weight", "language_model.model.layers.0.mlp.up_proj.weight", "camera_embedding.weight"):
         torch.testing.assert_close(moved.state_dict()[name], trained.state_dict()[name])
+
+
+def test_a_camera_added_to_a_checkpoint_leaves_the_others_their_rows(norm_stats):
+    """Adding a third camera grows the camera embedding and the focus head: the cameras the checkpoint read keep
+    their trained rows (by name, wherever they now stand), only the new camera's rows start fresh."""
+    from dataclasses import replace
+
+    from clearvla.train.build import with_inputs
+
+    trained = VLA.from_config("tiny", image_size=32, cameras=("image", "wrist_image"), proprio_dim=13,
+                              action_chunk=2, focus_head=True, norm_stats=norm_stats, seed=3)
+    moved = with_inputs(trained, replace(trained.config, cameras=("wrist_image", "image_top", "image")), seed=7)
+    old, new = trained.camera_embedding.weight, moved.camera_embedding.weight
+    assert new.shape[0] == 3
+    torch.testing.assert_close(new[0], old[1])
+    torch.testing.assert_close(new[2], old[0])
+    assert not torch.equal(new[1], old[0]) and not torch.equal(new[1], old[1])
+    old_focus, new_focus = trained.focus_head.proj, moved.focus_head.proj
+    torch.testing.assert_close(new_focus.weight[0:2], old_focus.weight[2:4])
+    torch.testing.assert_close(new_focus.bias[4:6], old_focus.bias[0:2])

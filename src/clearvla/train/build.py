@@ -88,7 +88,10 @@ def with_inputs(model: VLA, config: VLAConfig, seed: int) -> VLA:
     """`model` with new cameras / proprio input / chunk head: the same weights, fresh (seeded) camera embeddings,
     proprio MLP and action head (OpenVLA-OFT's way of adding a wrist camera, the robot state and parallel decoding
     to a single-image checkpoint). An input module whose shapes change (the proprio MLP under new proprio_indices)
-    starts fresh as a whole; one the new config leaves out (a chunk head, for action_tokens) is dropped."""
+    starts fresh as a whole, but for the per-camera rows of the camera embedding and the focus head: when the
+    number of cameras changes, each camera both configs read keeps its rows (by name) and only a new camera's start
+    fresh (a list of the same length keeps its rows in order). One the new config leaves out (a chunk head, for
+    action_tokens) is dropped."""
     if config == model.config:
         return model
     with torch.random.fork_rng(devices=[]):
@@ -106,7 +109,26 @@ def with_inputs(model: VLA, config: VLAConfig, seed: int) -> VLA:
         raise ConfigError(f"cannot move the checkpoint to inputs {config.cameras} / proprio {config.proprio_dim} / "
                           f"chunk {config.action_chunk}: "
                           f"missing {fresh[:3]}, unexpected {unexpected[:3]}")
+    _carry_camera_rows(new, old, model.config.cameras)
     return new
+
+
+# Per-camera parameters: rows per camera (camera-major), so a camera's rows are [c * rows, (c + 1) * rows).
+_CAMERA_ROWS = {"camera_embedding.weight": 1, "focus_head.proj.weight": 2, "focus_head.proj.bias": 2}
+
+
+def _carry_camera_rows(new: VLA, old: dict[str, torch.Tensor], old_cameras: tuple[str, ...]) -> None:
+    """Copy into `new` (in place) the per-camera rows of `old`'s state for the cameras both read, where the camera
+    count changed (the tensors' shapes differ); a same-shaped tensor was loaded whole already."""
+    state = new.state_dict()
+    with torch.no_grad():
+        for name, rows in _CAMERA_ROWS.items():
+            if name not in state or name not in old or state[name].shape == old[name].shape:
+                continue
+            for c, camera in enumerate(new.config.cameras):
+                if camera in old_cameras:
+                    k = old_cameras.index(camera)
+                    state[name][c * rows:(c + 1) * rows] = old[name][k * rows:(k + 1) * rows]
 
 
 def with_image_size(model: VLA, size: int) -> VLA:
