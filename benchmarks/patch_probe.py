@@ -51,15 +51,17 @@ def probe(x_fit, y_fit, x_test, y_test, classes: int, steps: int) -> float:
         return float((head(x_test).argmax(-1) == y_test).float().mean())
 
 
-def backbones(args: argparse.Namespace) -> tuple[dict[str, tuple], int, dict]:
-    """{name: (backbone, processor)} to compare, their image size, and what they are (for the result)."""
+def backbones(args: argparse.Namespace) -> tuple[dict[str, tuple], int, dict, tuple[str, ...]]:
+    """{name: (backbone, processor)} to compare, their image size, what they are (for the result) and the cameras
+    to render (--cameras, else the pretraining's, else the front view)."""
     found: dict[str, tuple] = {}
     about: dict = {}
+    cameras = tuple(args.cameras or ("image",))
     if args.vision_init is not None:
         meta = json.loads((args.vision_init / "vision.json").read_text())
         settings = PretrainSettings(**meta["settings"])
         about.update(vision_init=str(args.vision_init), pretrain=meta["settings"])
-        args.cameras = args.cameras or tuple(meta["cameras"])
+        cameras = tuple(args.cameras or meta["cameras"])
         for name in ("pretrained", "random"):
             backbone, processor = build_backbone(settings)
             if name == "pretrained":
@@ -73,7 +75,7 @@ def backbones(args: argparse.Namespace) -> tuple[dict[str, tuple], int, dict]:
     sizes = {p.image_size for _, p in found.values()}
     if len(sizes) != 1:
         raise SystemExit(f"the backbones read different image sizes {sorted(sizes)}; probe them separately")
-    return found, sizes.pop(), about
+    return found, sizes.pop(), about, cameras
 
 
 def main() -> None:
@@ -89,8 +91,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.vision_init is None and not args.checkpoint:
         ap.error("give --vision-init, --checkpoint or both")
-    found, image_size, about = backbones(args)
-    cameras = tuple(args.cameras or ("image",))
+    found, image_size, about, cameras = backbones(args)
     frames = render_labelled_frames(range(args.first_scene, args.first_scene + args.scenes),
                                     image_size=image_size, cameras=cameras)
     split = int(args.fit_fraction * args.scenes) + args.first_scene

@@ -79,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_record(args: argparse.Namespace) -> int:
     report = record(args.suite, args.episodes, args.out, image_size=args.image_size, seed=args.seed, start=args.start,
-                    stop=args.stop, wrist_camera=not args.no_wrist, cameras=None if args.cameras is None else tuple(args.cameras),
+                    stop=args.stop, wrist_camera=not args.no_wrist,
+                    cameras=None if args.cameras is None else tuple(args.cameras),
                     workers=args.workers, step_noise=args.step_noise,
                     random_start=not args.home_start, handover=args.handover, handover_window=args.handover_window)
     print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")

@@ -21,8 +21,8 @@ EPISODE_COLUMN = "episode_index"
 
 
 class EpisodeRows:
-    """The row groups of one parquet file indexed by the episode_index range each holds. Files written without
-    column statistics are read whole (once per `read`), as before."""
+    """The row groups of one parquet file indexed by the episode_index range each holds. A file written without
+    column statistics is read whole on every `read`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -52,11 +52,11 @@ class EpisodeRows:
                 table = self._file.read(columns=wanted)
             else:
                 groups = [g for g, (lo, hi) in enumerate(self._ranges) if lo <= episode <= hi]
-                table = self._file.read_row_groups(groups, columns=wanted) if groups else None
+                if not groups:
+                    return self._file.schema_arrow.empty_table().select(wanted or self.columns)
+                table = self._file.read_row_groups(groups, columns=wanted)
         except (OSError, pa.ArrowException) as e:
             raise DataError(f"{self.path}: cannot read parquet data file ({e})") from None
-        if table is None:
-            return pa.table({c: pa.array([], type=self._file.schema_arrow.field(c).type) for c in wanted or self.columns})
         rows = np.flatnonzero(table.column(EPISODE_COLUMN).to_numpy() == episode)
         if len(rows) and rows[-1] - rows[0] + 1 != len(rows):
             raise DataError(f"{self.path}: episode {episode}'s rows are not contiguous")
