@@ -1,15 +1,18 @@
 """Do a vision backbone's patch features say what a patch shows? A linear probe of kind, colour and size class on
 frozen workcell patch features, per backbone and per camera.
 
-The backbones compared are a `clearvla pretrain-vision` directory against a random-init one (`--vision-init`), and
+The backbones compared are `clearvla pretrain-vision` directories (`--vision-init`, repeatable: e.g. with and without
+the object heads) against a random-init one, and
 the vision backbones of VLA checkpoints (`--checkpoint`, repeatable: e.g. runs trained with and without
 `--vision-init` for the same steps, or on different cameras). Renders train-suite scenes none of them trained on
 (--first-scene, default 3000; never the evaluation scenes 4000+) from each camera in --cameras, takes each
 backbone's patch features [P, D] (what the VLA's projector reads) on the patches that show an object, fits a linear
 softmax probe on the first --fit-fraction of the scenes and reports held-out accuracy on the rest, per label, with
 the majority-class rate as the floor. Size is also scored on parts only (targets and distractors carry no size).
+The same probes are run on objects (`object_kind`, `object_size_parts`): each object's patch features averaged, the
+read-out `pretrain-vision`'s object heads train, since a patch shows only part of an object.
 
-Run: .venv/bin/python benchmarks/patch_probe.py --vision-init runs/vision [--scenes 300] [--steps 300]
+Run: .venv/bin/python benchmarks/patch_probe.py --vision-init runs/vision [--vision-init B] [--scenes 300]
      .venv/bin/python benchmarks/patch_probe.py --checkpoint A --checkpoint B --cameras image image_top
   ->  benchmarks/results/patch_probe.json (or --name)
 """
@@ -28,6 +31,7 @@ from common import write_result
 
 from clearvla.scene.vocab import PART_KINDS
 from clearvla.sim.vision_labels import VOCAB, render_labelled_frames
+from clearvla.train.object_pool import object_labels, pool_objects
 from clearvla.train.vision_pretrain import PretrainSettings, build_backbone, load_vision_init, pixel_values
 
 
@@ -51,22 +55,30 @@ def probe(x_fit, y_fit, x_test, y_test, classes: int, steps: int) -> float:
         return float((head(x_test).argmax(-1) == y_test).float().mean())
 
 
+def scored(x: torch.Tensor, y: torch.Tensor, fit: np.ndarray, test: np.ndarray, classes: int, steps: int) -> dict:
+    """Probe accuracy and the majority-class rate on the `test` rows, fitted on the `fit` rows."""
+    m_fit, m_test = torch.from_numpy(fit), torch.from_numpy(test)
+    acc = probe(x[m_fit], y[m_fit], x[m_test], y[m_test], classes, steps)
+    majority = float((y[m_test] == torch.mode(y[m_fit]).values).float().mean())
+    return {"accuracy": round(acc, 4), "majority": round(majority, 4)}
+
+
 def backbones(args: argparse.Namespace) -> tuple[dict[str, tuple], int, dict, tuple[str, ...]]:
     """{name: (backbone, processor)} to compare, their image size, what they are (for the result) and the cameras
     to render (--cameras, else the pretraining's, else the front view)."""
     found: dict[str, tuple] = {}
     about: dict = {}
     cameras = tuple(args.cameras or ("image",))
-    if args.vision_init is not None:
-        meta = json.loads((args.vision_init / "vision.json").read_text())
+    for n, directory in enumerate(args.vision_init):
+        meta = json.loads((directory / "vision.json").read_text())
         settings = PretrainSettings(**meta["settings"])
-        about.update(vision_init=str(args.vision_init), pretrain=meta["settings"])
+        about.setdefault("pretrain", {})[str(directory)] = meta["settings"]
         cameras = tuple(args.cameras or meta["cameras"])
-        for name in ("pretrained", "random"):
-            backbone, processor = build_backbone(settings)
-            if name == "pretrained":
-                load_vision_init(backbone, args.vision_init)
-            found[name] = (backbone.eval(), processor)
+        backbone, processor = build_backbone(settings)
+        load_vision_init(backbone, directory)
+        found[str(directory)] = (backbone.eval(), processor)
+        if n == 0:  # the first pretraining's preset at its init seed, untrained: the floor they all start from
+            found["random"] = (build_backbone(settings)[0].eval(), processor)
     from clearvla.models.vla import VLA
 
     for directory in args.checkpoint:
@@ -80,7 +92,8 @@ def backbones(args: argparse.Namespace) -> tuple[dict[str, tuple], int, dict, tu
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vision-init", type=Path, help="a `clearvla pretrain-vision` directory (against random init)")
+    ap.add_argument("--vision-init", type=Path, action="append", default=[],
+                    help="a `clearvla pretrain-vision` directory (repeatable; the first's random init is probed too)")
     ap.add_argument("--checkpoint", type=Path, action="append", default=[], help="a VLA checkpoint (repeatable)")
     ap.add_argument("--cameras", nargs="+", help="cameras to render (default: the pretraining's, else image)")
     ap.add_argument("--first-scene", type=int, default=3000)
@@ -89,7 +102,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="probe optimiser steps")
     ap.add_argument("--name", default="patch_probe", help="result file name")
     args = ap.parse_args()
-    if args.vision_init is None and not args.checkpoint:
+    if not args.vision_init and not args.checkpoint:
         ap.error("give --vision-init, --checkpoint or both")
     found, image_size, about, cameras = backbones(args)
     frames = render_labelled_frames(range(args.first_scene, args.first_scene + args.scenes),
@@ -97,22 +110,32 @@ def main() -> None:
     split = int(args.fit_fraction * args.scenes) + args.first_scene
     fit = np.repeat((frames["scene"] < split)[:, None], frames["object"].shape[1], 1)
     part = np.isin(frames["kind"], [VOCAB["kind"].index(k) for k in PART_KINDS])
+    objects = torch.from_numpy(frames["object"])
+    kind_o, size_o = object_labels(torch.from_numpy(frames["kind"]), objects), object_labels(torch.from_numpy(frames["size"]), objects)
+    part_object = np.isin(kind_o.numpy(), [VOCAB["kind"].index(k) for k in PART_KINDS])
     result: dict = {**about, "scenes": [args.first_scene, args.first_scene + args.scenes], "cameras": list(cameras)}
     for name, (backbone, processor) in found.items():
         feats = features(backbone, frames["image"], processor).float()
+        pooled, shown_t = pool_objects(feats, objects)
+        shown = shown_t.numpy()
         result[name] = {}
         for c, camera in enumerate(cameras):
             own = np.repeat((frames["camera"] == c)[:, None], frames["object"].shape[1], 1)
             shows = (frames["object"] > 0) & own
             scores = {"patches": {"fit": int((shows & fit).sum()), "test": int((shows & ~fit).sum())}}
             for label, where in (("kind", shows), ("size", shows), ("size_parts", part & own), ("colour", shows)):
-                y = torch.from_numpy(frames[label.split("_")[0]])
-                m_fit, m_test = torch.from_numpy(where & fit), torch.from_numpy(where & ~fit)
-                acc = probe(feats[m_fit], y[m_fit], feats[m_test], y[m_test], len(VOCAB[label.split("_")[0]]), args.steps)
-                majority = float((y[m_test] == torch.mode(y[m_fit]).values).float().mean())
-                scores[label] = {"accuracy": round(acc, 4), "majority": round(majority, 4)}
+                field = label.split("_")[0]
+                scores[label] = scored(feats, torch.from_numpy(frames[field]), where & fit, where & ~fit,
+                                       len(VOCAB[field]), args.steps)
+            in_view = shown & np.repeat((frames["camera"] == c)[:, None], shown.shape[1], 1)
+            obj_fit = np.repeat((frames["scene"] < split)[:, None], shown.shape[1], 1)
+            scores["objects"] = {"fit": int((in_view & obj_fit).sum()), "test": int((in_view & ~obj_fit).sum())}
+            for label, where in (("object_kind", in_view), ("object_size_parts", in_view & part_object)):
+                y = kind_o if label == "object_kind" else size_o
+                scores[label] = scored(pooled, y, where & obj_fit, where & ~obj_fit,
+                                       len(VOCAB[label.split("_")[1]]), args.steps)
             result[name][camera] = scores
-            print(name, camera, {k: v for k, v in scores.items() if k != "patches"})
+            print(name, camera, {k: v for k, v in scores.items() if k not in ("patches", "objects")})
     write_result(args.name, result)
 
 

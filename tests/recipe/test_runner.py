@@ -100,3 +100,51 @@ def test_a_changed_dataset_reruns_the_stages_that_train_on_it(tmp_path: Path) ->
     _run(tmp_path, fake)
     (tmp_path / "runs" / "data" / "round1" / "meta" / "info.json").write_text("{}")
     assert _run(tmp_path, fake) == {"first": "skip", "second": "rerun", "third": "rerun"}
+
+
+VISION_RECIPE = """\
+defaults: {lr: 0.001, max_steps: 4, image_size: 64}
+datasets:
+  demos: {episodes: 2}
+vision:
+  workcell: {scenes: 3, steps: 5, image_size: 64, object_weight: 0.5}
+stages:
+  first: {init: tiny, datasets: [demos], vision_init: workcell}
+  second: {init: tiny, datasets: [demos], vision_init: workcell}
+"""
+
+
+def _pretrain_into(calls: list):
+    def pretrain(spec, out: Path) -> None:
+        calls.append((spec.name, out.name))
+        out.mkdir(parents=True)
+        (out / "vision.json").write_text(json.dumps({"settings": spec.settings}))
+        (out / "vision.safetensors").write_bytes(b"weights")
+    return pretrain
+
+
+def test_a_vision_entry_is_pretrained_once_and_loaded_by_each_stage_that_names_it(tmp_path: Path) -> None:
+    fake, calls = Fake(), []
+    (tmp_path / "r.yaml").write_text(VISION_RECIPE)
+    recipe, layout = load_recipe(tmp_path / "r.yaml"), Layout(tmp_path / "runs", "r")
+    steps = run_recipe(recipe, layout, fake.train, fake.record, pretrain=_pretrain_into(calls))
+    assert [s.action for s in steps] == ["run", "run"]
+    assert calls == [("workcell", ".workcell.partial")]  # written aside, then renamed into place
+    backbone = tmp_path / "runs" / "vision" / "workcell"
+    assert (backbone / "vision.safetensors").is_file() and not (backbone.parent / ".workcell.partial").exists()
+    assert [cfg.vision_init for cfg in fake.trained] == [str(backbone)] * 2
+    manifest = json.loads((tmp_path / "runs" / "r" / "first" / "manifest.json").read_text())
+    assert "--object-weight 0.5" in manifest["vision"]["workcell"]["command"]
+    assert [s.action for s in run_recipe(recipe, layout, fake.train, fake.record, pretrain=_pretrain_into(calls))] == \
+        ["skip", "skip"]
+    (backbone / "vision.json").write_text("{}")  # pretrained again: every stage that loads it re-runs
+    assert [s.action for s in plan(recipe, layout)] == ["rerun", "rerun"]
+    changed = VISION_RECIPE.replace("object_weight: 0.5", "object_weight: 1.0")
+    (tmp_path / "r.yaml").write_text(changed)
+    assert [s.action for s in plan(load_recipe(tmp_path / "r.yaml"), layout)] == ["rerun", "rerun"]
+
+
+def test_a_recipe_that_pretrains_needs_a_pretrainer(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(VISION_RECIPE)
+    with pytest.raises(ConfigError, match="pretrains vision backbones \\(workcell\\); give a pretrainer"):
+        run_recipe(load_recipe(tmp_path / "r.yaml"), Layout(tmp_path / "runs", "r"), Fake().train, Fake().record)

@@ -41,3 +41,14 @@ def test_a_broken_init_or_a_missing_dataset_stops_the_smoke_run_before_it_starts
     assert main(["recipe", "run", str(broken), "--smoke", "--run-root", str(tmp_path / "runs")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_recipe_with_a_pretrained_backbone_pretrains_it_then_trains_from_it(tmp_path: Path, capsys) -> None:
+    recipe = RECIPE.parent / "vision_init.yaml"
+    assert main(["recipe", "run", str(recipe), "--smoke", "--run-root", str(tmp_path)]) == 0
+    assert "scratch trained, pretrained trained" in capsys.readouterr().out
+    backbone = tmp_path / "vision" / "objects"
+    assert json.loads((backbone / "vision.json").read_text())["settings"]["image_size"] == 32
+    manifest = json.loads((tmp_path / "vision_init" / "pretrained" / "manifest.json").read_text())
+    assert manifest["config"]["vision_init"] == str(backbone) and set(manifest["vision"]) == {"objects"}
+    assert json.loads((tmp_path / "vision_init" / "scratch" / "manifest.json").read_text())["vision"] == {}

@@ -72,8 +72,26 @@ def test_smoke_makes_every_stage_and_recording_tiny(tmp_path: Path) -> None:
     (("lr: 0.0005", "run_dir: x"), r"stage second: field 'run_dir' cannot be set here"),
     (("{episodes: 2}", "{episodes: 2, wrist_camera: false}"), r"dataset demos: unknown `sim record` option\(s\) wrist_camera"),
     (("{episodes: 2}", "{seed: 1}"), r"dataset demos: .*`episodes` is required"),
+    (("lr: 0.0005", "vision_init: workcel"), r"stage second: vision_init 'workcel' is neither an entry of `vision:`"),
+    (("stages:", "vision:\n  workcell: {scenes: 2, step: 3}\nstages:"),
+     r"vision workcell: unknown `pretrain-vision` option\(s\) step"),
+    (("stages:", "vision:\n  workcell: {image_size: 64}\nstages:", "lr: 0.0005", "vision_init: workcell, image_size: 32"),
+     r"stage second: vision workcell is pretrained at image_size 64, the stage reads 32"),
 ])
-def test_a_broken_link_or_field_is_named(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
-    assert edit[0] in GOOD
+def test_a_broken_link_or_field_is_named(tmp_path: Path, edit: tuple[str, ...], message: str) -> None:
+    text = GOOD
+    for old, new in zip(edit[::2], edit[1::2]):
+        assert old in text
+        text = text.replace(old, new, 1)
     with pytest.raises(ConfigError, match=message):
-        load_recipe(_write(tmp_path, GOOD.replace(edit[0], edit[1], 1)))
+        load_recipe(_write(tmp_path, text))
+
+
+def test_a_vision_entry_is_a_pretrain_vision_command_and_smoke_shrinks_it(tmp_path: Path) -> None:
+    text = GOOD.replace("stages:", "vision:\n  workcell: {scenes: 3000, steps: 1500, cameras: [image]}\nstages:")
+    recipe = load_recipe(_write(tmp_path, text.replace("lr: 0.0005", "vision_init: workcell")))
+    spec = recipe.vision_of(recipe.stages["second"])
+    assert spec is not None and recipe.vision_of(recipe.stages["first"]) is None
+    assert spec.command(tmp_path / "v") == f"clearvla pretrain-vision --out {tmp_path / 'v'} --scenes 3000 --cameras image --steps 1500"
+    smoke = recipe.smoke().vision["workcell"]
+    assert (smoke.scenes, smoke.settings["steps"], smoke.image_size) == (1, 1, 32)

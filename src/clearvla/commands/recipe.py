@@ -57,8 +57,15 @@ def run(args: argparse.Namespace) -> int:
                step_noise=spec.step_noise,
                random_start=not spec.home_start, handover=handover, handover_window=spec.handover_window)
 
+    def pretrain_backbone(spec, out: Path) -> None:
+        from clearvla.commands.pretrain_vision import pretrain_to
+        from clearvla.train.vision_pretrain import PretrainSettings
+
+        pretrain_to(out, PretrainSettings(**spec.settings), range(spec.first_scene, spec.first_scene + spec.scenes),
+                    spec.cameras)
+
     start = time.perf_counter()
-    steps = run_recipe(recipe, layout, train_from_config, record_dataset, until=args.until)
+    steps = run_recipe(recipe, layout, train_from_config, record_dataset, until=args.until, pretrain=pretrain_backbone)
     done = ", ".join(f"{s.stage} {'skipped' if s.action == 'skip' else 'trained'}" for s in steps)
     print(f"recipe {recipe.name}: {done} in {time.perf_counter() - start:.0f} s; runs in {layout.root / recipe.name}")
     return 0
@@ -72,6 +79,9 @@ def show(args: argparse.Namespace) -> int:
     for name, spec in recipe.datasets.items():
         state = "present" if layout.dataset(name).is_dir() else "missing"
         print(f"  dataset {name} ({state}): {spec.record.command(layout.dataset(name))}")
+    for name, vision in recipe.vision.items():
+        state = "present" if layout.vision(name).is_dir() else "missing"
+        print(f"  vision {name} ({state}): {vision.command(layout.vision(name))}")
     for step in plan(recipe, layout, args.until):
         stage = recipe.stages[step.stage]
         own = {k: v for k, v in recipe.train_fields(stage).items() if k != "init" and recipe.defaults.get(k) != v}

@@ -2,10 +2,11 @@
 
     {"recipe", "stage", "config_hash", "config" (the TrainConfig fields it trained with), "init" (the checkpoint it
      started from), "init_run" (that stage's run dir, or null), "datasets" ({name: {path, fingerprint, record}}),
+     "vision" ({name: {path, fingerprint, command}} of the `vision:` backbone it loaded, {} if none),
      "git_commit", "started", "finished" (ISO 8601, UTC), "wall_s", "resumed", "steps", "final_checkpoint",
      "metrics" (the last logged training row)}
 
-A stage whose manifest has the config hash and dataset fingerprints the recipe gives now is done. RUN/stage.json
+A stage whose manifest has the config hash and the dataset and backbone fingerprints the recipe gives now is done. RUN/stage.json
 marks a stage whose training started (its config hash), so an interrupted run resumes only with the same config.
 """
 

@@ -1,9 +1,11 @@
-"""Run a recipe's stages in order: record each dataset a stage needs when it is missing, then train the stage unless
-its manifest says it is done with this config and these datasets; resume a stage that was interrupted.
+"""Run a recipe's stages in order: record each dataset and pretrain each vision backbone a stage needs when it is
+missing, then train the stage unless its manifest says it is done with this config and these inputs; resume a stage
+that was interrupted.
 
-A stage re-runs (its old run dir set aside as RUN.previous) when its config, a stage before it in its chain, or one
-of its datasets changed since its manifest was written; every stage that starts from it then re-runs too. The
-trainer and the recorder are passed in (`clearvla recipe` gives the ones `clearvla train` and `sim record` use).
+A stage re-runs (its old run dir set aside as RUN.previous) when its config, a stage before it in its chain, one of
+its datasets or its pretrained backbone changed since its manifest was written; every stage that starts from it then
+re-runs too. The trainer, the recorder and the vision pretrainer are passed in (`clearvla recipe` gives the ones
+`clearvla train`, `sim record` and `pretrain-vision` use).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from clearvla.errors import ConfigError
 from clearvla.recipe.manifest import (
     MANIFEST, STARTED, config_hash, fingerprint, git_commit, last_metrics, read_json, write_json,
 )
-from clearvla.recipe.spec import Recipe, RecordSpec, StageSpec
+from clearvla.recipe.spec import Recipe, RecordSpec, StageSpec, VisionSpec
 from clearvla.train.checkpointing import checkpoint_dirs, final_checkpoint
 
 log = logging.getLogger(__name__)
@@ -29,17 +31,23 @@ log = logging.getLogger(__name__)
 Trainer = Callable[[TrainConfig], object]
 Recorder = Callable[[RecordSpec, Path, "Path | None"], object]
 """record(spec, out, handover_checkpoint): write the dataset `out` (absent) as `clearvla sim record` would."""
+Pretrainer = Callable[[VisionSpec, Path], object]
+"""pretrain(spec, out): write the backbone directory `out` (absent) as `clearvla pretrain-vision` would."""
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a recipe's files go: datasets in ROOT/data/NAME, stages in ROOT/RECIPE/STAGE."""
+    """Where a recipe's files go: datasets in ROOT/data/NAME, backbones in ROOT/vision/NAME, stages in
+    ROOT/RECIPE/STAGE."""
 
     root: Path
     recipe: str
 
     def dataset(self, name: str) -> Path:
         return self.root / "data" / name
+
+    def vision(self, name: str) -> Path:
+        return self.root / "vision" / name
 
     def stage(self, name: str) -> Path:
         return self.root / self.recipe / name
@@ -56,16 +64,22 @@ class Step:
 
 
 def stage_hashes(recipe: Recipe) -> dict[str, str]:
-    """Each stage's config hash, chained through its init (a checkpoint directory init by its fingerprint)."""
+    """Each stage's config hash, chained through its init (a checkpoint directory init by its fingerprint); a
+    vision_init that names a `vision:` entry counts by that entry's options."""
     hashes: dict[str, str] = {}
     for stage in recipe.stages.values():
         upstream = hashes.get(stage.init) or (fingerprint(Path(stage.init)) if Path(stage.init).is_dir() else None)
-        hashes[stage.name] = config_hash(recipe.train_fields(stage), upstream)
+        fields, vision = recipe.train_fields(stage), recipe.vision_of(stage)
+        if vision is not None:
+            fields = {**fields, "vision_init": {"vision": vision.name, **vision.describe()}}
+        hashes[stage.name] = config_hash(fields, upstream)
     return hashes
 
 
-def decide(run_dir: Path, key: str, fingerprints: dict[str, str]) -> tuple[str, str]:
-    """(action, reason) for a stage with config hash `key` whose datasets now have `fingerprints` (those present)."""
+def decide(run_dir: Path, key: str, fingerprints: dict[str, str],
+           vision: dict[str, str] | None = None) -> tuple[str, str]:
+    """(action, reason) for a stage with config hash `key` whose datasets now have `fingerprints` and whose
+    pretrained backbone (a `vision:` entry) `vision` (those present)."""
     manifest = read_json(run_dir / MANIFEST)
     if manifest is not None:
         if manifest["config_hash"] != key:
@@ -73,6 +87,9 @@ def decide(run_dir: Path, key: str, fingerprints: dict[str, str]) -> tuple[str, 
         changed = [n for n, f in fingerprints.items() if manifest["datasets"].get(n, {}).get("fingerprint") != f]
         if changed:
             return "rerun", f"dataset(s) {', '.join(changed)} changed since its manifest"
+        remade = [n for n, f in (vision or {}).items() if manifest.get("vision", {}).get(n, {}).get("fingerprint") != f]
+        if remade:
+            return "rerun", f"vision backbone {remade[0]} changed since its manifest"
         if final_checkpoint(run_dir) is None:
             return "rerun", "its final checkpoint is gone"
         return "skip", f"done ({manifest['steps']} steps, finished {manifest['finished']})"
@@ -91,7 +108,10 @@ def plan(recipe: Recipe, layout: Layout, until: str | None = None) -> list[Step]
     hashes, steps, trains = stage_hashes(recipe), [], set()
     for stage in _stages(recipe, until):
         present = {d: fingerprint(layout.dataset(d)) for d in stage.datasets if layout.dataset(d).is_dir()}
-        action, reason = decide(layout.stage(stage.name), hashes[stage.name], present)
+        spec = recipe.vision_of(stage)
+        vision = ({spec.name: fingerprint(layout.vision(spec.name))}
+                  if spec is not None and layout.vision(spec.name).is_dir() else {})
+        action, reason = decide(layout.stage(stage.name), hashes[stage.name], present, vision)
         if action == "skip" and stage.init in trains:
             action, reason = "rerun", f"stage {stage.init} before it trains again"
         trains |= {stage.name} if action != "skip" else set()
@@ -99,14 +119,20 @@ def plan(recipe: Recipe, layout: Layout, until: str | None = None) -> list[Step]
     return steps
 
 
-def run_recipe(recipe: Recipe, layout: Layout, train: Trainer, record: Recorder, until: str | None = None) -> list[Step]:
-    """Bring every stage up to `until` (default: all) to done, in order; returns what was done with each."""
+def run_recipe(recipe: Recipe, layout: Layout, train: Trainer, record: Recorder, until: str | None = None,
+               pretrain: Pretrainer | None = None) -> list[Step]:
+    """Bring every stage up to `until` (default: all) to done, in order; returns what was done with each. A recipe
+    with `vision:` entries needs `pretrain`."""
+    if recipe.vision and pretrain is None:
+        raise ConfigError(f"{recipe.path} pretrains vision backbones ({', '.join(recipe.vision)}); give a pretrainer")
     hashes, steps, trained, checked = stage_hashes(recipe), [], set(), set()
     commit = git_commit(Path(__file__).parent)
     for stage in _stages(recipe, until):
         fingerprints = {d: fingerprint(_dataset(recipe, layout, d, trained, checked, record)) for d in stage.datasets}
+        spec = recipe.vision_of(stage)
+        vision = {spec.name: fingerprint(_vision(layout, spec, pretrain))} if spec is not None else {}
         run_dir = layout.stage(stage.name)
-        action, reason = decide(run_dir, hashes[stage.name], fingerprints)
+        action, reason = decide(run_dir, hashes[stage.name], fingerprints, vision)
         if action == "skip" and stage.init in trained:
             action, reason = "rerun", f"stage {stage.init} before it was trained again"
         step = Step(stage.name, action, reason, hashes[stage.name])
@@ -118,7 +144,7 @@ def run_recipe(recipe: Recipe, layout: Layout, train: Trainer, record: Recorder,
             log.warning("stage %s: re-running, %s; every stage after it in its chain re-runs too", stage.name, reason)
             _set_aside(run_dir)
         log.info("stage %s: %s (%s) in %s", stage.name, "resuming" if action == "resume" else "starting", reason, run_dir)
-        manifest = _train_stage(recipe, stage, layout, step, fingerprints, train, commit)
+        manifest = _train_stage(recipe, stage, layout, step, fingerprints, vision, train, commit)
         trained.add(stage.name)
         log.info("stage %s: finished, %d steps in %.0f s", stage.name, manifest["steps"], manifest["wall_s"])
     return steps
@@ -166,8 +192,26 @@ def _dataset(recipe: Recipe, layout: Layout, name: str, trained: set[str], check
     return out
 
 
+def _vision(layout: Layout, spec: VisionSpec, pretrain: Pretrainer | None) -> Path:
+    """The backbone directory of a `vision:` entry, pretrained first when it is missing (written to a temporary
+    directory and renamed into place, so an interrupted pretraining never passes for a finished one)."""
+    out = layout.vision(spec.name)
+    if out.is_dir():
+        return out
+    assert pretrain is not None, "run_recipe checks that a recipe with vision entries has a pretrainer"
+    log.info("vision %s: pretraining: %s", spec.name, spec.command(out))
+    start = time.perf_counter()
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    pretrain(spec, partial)
+    partial.rename(out)
+    log.info("vision %s: pretrained in %.0f s", spec.name, time.perf_counter() - start)
+    return out
+
+
 def _train_stage(recipe: Recipe, stage: StageSpec, layout: Layout, step: Step, fingerprints: dict[str, str],
-                 train: Trainer, commit: str | None) -> dict:
+                 vision: dict[str, str], train: Trainer, commit: str | None) -> dict:
     """Train one stage (resuming when step.action says so) and write its manifest; returns the manifest."""
     from clearvla.train.config import config_from_fields
 
@@ -179,6 +223,9 @@ def _train_stage(recipe: Recipe, stage: StageSpec, layout: Layout, step: Step, f
     init = init_checkpoint(recipe, layout, stage)
     fields = {**recipe.train_fields(stage), "init": init, "run_dir": str(run_dir), "resume": step.action == "resume",
               "datasets": tuple(str(layout.dataset(d)) for d in stage.datasets)}
+    spec = recipe.vision_of(stage)
+    if spec is not None:
+        fields["vision_init"] = str(layout.vision(spec.name))
     cfg = config_from_fields(fields, f"{recipe.path}: stage {stage.name}")
     start = time.perf_counter()
     train(cfg)
@@ -189,6 +236,8 @@ def _train_stage(recipe: Recipe, stage: StageSpec, layout: Layout, step: Step, f
         "init": init, "init_run": str(layout.stage(stage.init)) if stage.init in recipe.stages else None,
         "datasets": {d: {"path": str(layout.dataset(d)), "fingerprint": fingerprints[d],
                          "record": _record_command(recipe, layout, d)} for d in stage.datasets},
+        "vision": {n: {"path": str(layout.vision(n)), "fingerprint": f, "command": recipe.vision[n].command(layout.vision(n))}
+                   for n, f in vision.items()},
         "git_commit": commit, "started": started["started"], "finished": _now(),
         "wall_s": round(time.perf_counter() - start, 1), "resumed": step.action == "resume",
         "steps": int(final.name.split("-")[1]), "final_checkpoint": str(final), "metrics": last_metrics(run_dir),

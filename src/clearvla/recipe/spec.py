@@ -1,19 +1,23 @@
-"""A training recipe file: named datasets, each a `clearvla sim record` spec, and named stages, each a TrainConfig
-that differs from the recipe's defaults in a few fields and starts from an earlier stage's final checkpoint.
+"""A training recipe file: named datasets, each a `clearvla sim record` spec, named pretrained vision backbones, each
+a `clearvla pretrain-vision` spec, and named stages, each a TrainConfig that differs from the recipe's defaults in a
+few fields and starts from an earlier stage's final checkpoint.
 
     record:   {suite: train, image_size: 128, seed: 0, workers: 2}       # every dataset's `sim record` options
     defaults: {image_size: 128, lr: 0.0002, max_steps: 8000, ...}         # every stage's TrainConfig fields
     datasets:
       demos:  {episodes: 3000, step_noise: 0.004}
       round1: {episodes: 1500, handover: stage2, normalize_like: demos}   # stage2's final checkpoint acts first
+    vision:                                                               # `clearvla pretrain-vision` options
+      workcell: {scenes: 3000, steps: 1500, batch_size: 256}
     stages:                                                               # run in this order
-      stage1: {init: tiny, datasets: [demos], lr: 0.001}
+      stage1: {init: tiny, datasets: [demos], lr: 0.001, vision_init: workcell}
       stage2: {init: stage1, datasets: [demos], max_steps: 4000}
       stage3: {init: stage2, datasets: [demos, round1], weights: [1.0, 2.0]}
 
 A stage's `init` is an earlier stage (its final checkpoint), a model preset or a checkpoint directory. Paths are
-the runner's (runner.py): datasets in RUN_ROOT/data/NAME, stages in RUN_ROOT/RECIPE/STAGE. A dataset's
-`normalize_like` becomes the TrainConfig field of every stage that trains on it with the dataset it names.
+the runner's (runner.py): datasets in RUN_ROOT/data/NAME, backbones in RUN_ROOT/vision/NAME, stages in
+RUN_ROOT/RECIPE/STAGE. A dataset's `normalize_like` becomes the TrainConfig field of every stage that trains on it
+with the dataset it names. A stage's `vision_init` names an entry of `vision:` (or is a pretrain-vision directory).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ MANAGED = {"run_dir": "the runner puts each stage in RUN_ROOT/RECIPE/STAGE",
 SMOKE_TRAIN = dict(image_size=32, max_steps=2, batch_size=2, num_workers=0, save_every=2, eval_every=0, log_every=1,
                    warmup_steps=0, shuffle_buffer=2, val_fraction=0.0)
 SMOKE_RECORD = dict(episodes=1, image_size=32, workers=1)
+SMOKE_VISION = dict(scenes=1, steps=1, batch_size=2, image_size=32)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,37 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class VisionSpec:
+    """The options of one `clearvla pretrain-vision` (same names): train-suite scenes first_scene..+scenes rendered
+    from `cameras`, and the training settings (train/vision_pretrain.PretrainSettings fields)."""
+
+    name: str
+    scenes: int = 1000
+    first_scene: int = 0
+    cameras: tuple[str, ...] = ("image", "wrist_image")
+    settings: dict[str, Any] = field(default_factory=dict)
+    """PretrainSettings fields that differ from its defaults."""
+
+    def command(self, out: Path) -> str:
+        """The equivalent `clearvla pretrain-vision` command line, writing to `out`."""
+        args = ["clearvla", "pretrain-vision", "--out", str(out), "--scenes", str(self.scenes), "--cameras", *self.cameras]
+        args += ["--first-scene", str(self.first_scene)] if self.first_scene else []
+        for key, value in self.settings.items():
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        return shlex.join(args)
+
+    @property
+    def image_size(self) -> int:
+        from clearvla.train.vision_pretrain import PretrainSettings
+
+        return int(self.settings.get("image_size", PretrainSettings.image_size))
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that decides what it trains (a stage's config hash includes it)."""
+        return {"scenes": self.scenes, "first_scene": self.first_scene, "cameras": list(self.cameras), **self.settings}
+
+
+@dataclass(frozen=True)
 class StageSpec:
     name: str
     init: str
@@ -103,6 +139,7 @@ class Recipe:
     """In run order."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields over every stage's (--smoke)."""
+    vision: dict[str, VisionSpec] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -112,7 +149,14 @@ class Recipe:
         """This recipe with every stage a few steps and every recording one small episode."""
         tiny = {name: dataclasses.replace(d, record=dataclasses.replace(d.record, **SMOKE_RECORD))
                 for name, d in self.datasets.items()}
-        return dataclasses.replace(self, datasets=tiny, overrides=SMOKE_TRAIN)
+        vision = {name: dataclasses.replace(v, scenes=SMOKE_VISION["scenes"],
+                                            settings={**v.settings, **{k: x for k, x in SMOKE_VISION.items() if k != "scenes"}})
+                  for name, v in self.vision.items()}
+        return dataclasses.replace(self, datasets=tiny, vision=vision, overrides=SMOKE_TRAIN)
+
+    def vision_of(self, stage: StageSpec) -> VisionSpec | None:
+        """The `vision:` entry the stage's vision_init names, if it names one."""
+        return self.vision.get(self.train_fields(stage).get("vision_init", ""))
 
     def stage(self, name: str) -> StageSpec:
         if name not in self.stages:
@@ -143,12 +187,14 @@ def load_recipe(path: Path) -> Recipe:
     except yaml.YAMLError as e:
         raise ConfigError(f"cannot parse recipe {path}: {e}") from None
     _expect_mapping(raw, f"{path}")
-    _no_unknown(raw, {"record", "defaults", "datasets", "stages"}, f"{path}")
+    _no_unknown(raw, {"record", "defaults", "datasets", "vision", "stages"}, f"{path}")
     defaults = flatten(_managed(_expect_mapping(raw.get("defaults") or {}, f"{path}: defaults"),
                                      f"{path}: defaults", also=("init", "datasets")), f"{path}: defaults")
     record = _expect_mapping(raw.get("record") or {}, f"{path}: record")
     datasets = {name: _dataset(name, spec, record, path)
                 for name, spec in _expect_mapping(raw.get("datasets") or {}, f"{path}: datasets").items()}
+    vision = {name: _vision(name, spec, path)
+              for name, spec in _expect_mapping(raw.get("vision") or {}, f"{path}: vision").items()}
     stages: dict[str, StageSpec] = {}
     for name, spec in _expect_mapping(raw.get("stages") or {}, f"{path}: stages").items():
         where = f"{path}: stage {name}"
@@ -161,7 +207,7 @@ def load_recipe(path: Path) -> Recipe:
         stages[name] = StageSpec(name, init, tuple(names), flatten(spec, where))
     if not stages:
         raise ConfigError(f"{path}: no stages")
-    recipe = Recipe(path, defaults, datasets, stages)
+    recipe = Recipe(path, defaults, datasets, stages, vision=vision)
     _check_links(recipe)
     for stage in recipe.stages.values():  # values TrainConfig refuses (weights for 3 datasets given 2, ...)
         config_from_fields(recipe.train_fields(stage), f"{path}: stage {stage.name}")
@@ -182,6 +228,24 @@ def _dataset(name: str, spec: Any, record: dict[str, Any], path: Path) -> Datase
         return DatasetSpec(name, RecordSpec(**merged), like or "")
     except TypeError as e:  # a required option missing
         raise ConfigError(f"{where}: {e}; `episodes` is required") from None
+
+
+def _vision(name: str, spec: Any, path: Path) -> VisionSpec:
+    from clearvla.train.vision_pretrain import PretrainSettings
+
+    where = f"{path}: vision {name}"
+    spec = dict(_expect_mapping(spec, where))
+    own = {"scenes", "first_scene", "cameras"}
+    known = own | {f.name for f in dataclasses.fields(PretrainSettings)}
+    _no_unknown(spec, known, where, what="`pretrain-vision` option")
+    if "cameras" in spec:
+        spec["cameras"] = tuple(spec["cameras"])
+    settings = {k: v for k, v in spec.items() if k not in own}
+    try:
+        PretrainSettings(**settings)
+        return VisionSpec(name, settings=settings, **{k: v for k, v in spec.items() if k in own})
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _check_links(recipe: Recipe) -> None:
@@ -206,6 +270,14 @@ def _check_links(recipe: Recipe) -> None:
             if player is not None and (player not in recipe.stages or order.index(player) >= i):
                 raise ConfigError(f"{where} {stage.name}: dataset {d} is played by stage {player!r} (its handover), "
                                   f"which is not a stage before {stage.name}")
+        vision_init = recipe.train_fields(stage).get("vision_init", "")
+        if vision_init and vision_init not in recipe.vision and not Path(vision_init).is_dir():
+            raise ConfigError(f"{where} {stage.name}: vision_init {vision_init!r} is neither an entry of `vision:` "
+                              f"({', '.join(recipe.vision) or 'none'}) nor a directory")
+        spec, reads = recipe.vision_of(stage), recipe.train_fields(stage).get("image_size")
+        if spec is not None and reads is not None and spec.image_size != reads:
+            raise ConfigError(f"{where} {stage.name}: vision {spec.name} is pretrained at image_size "
+                              f"{spec.image_size}, the stage reads {reads}")
     for d in recipe.datasets.values():
         if d.normalize_like and d.normalize_like not in recipe.datasets:
             raise ConfigError(f"{recipe.path}: dataset {d.name}: normalize_like {d.normalize_like!r} is not a dataset")

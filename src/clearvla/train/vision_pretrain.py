@@ -5,7 +5,9 @@ The backbone is the very `VisionBackbone` a preset builds, so its state dict loa
 name. Linear heads on its patch features [B, P, D] (what the projector reads) learn the per-patch labels
 (sim/vision_labels.py): cross-entropy for object-vs-background, kind, colour and size class; L1 for the object's table
 position and BCE for "larger of a same-kind pair" (both on the patches that have them); plus the MAE-style patch
-reconstruction of `objectives.patch_loss`. The frames come in as arrays: this module never reads the simulator.
+reconstruction of `objectives.patch_loss`. Object heads read each object's mean patch feature (train/object_pool.py):
+cross-entropy for its kind and size class, and a ranking loss that scores the bigger of every same-kind pair above
+the smaller, so that size, a property of the whole object, is asked of the object's patches together. The frames come in as arrays: this module never reads the simulator.
 
 A pretrained backbone is a directory: vision.safetensors (the backbone's state dict, names as under
 `vla.vision_backbone`) and vision.json (the preset, image size, label vocabulary and training settings).
@@ -30,6 +32,7 @@ from clearvla.models.heads import PatchDecoder
 from clearvla.models.presets import get_config
 from clearvla.models.processor import ImageProcessor
 from clearvla.models.vision import VisionBackbone
+from clearvla.train.object_pool import object_labels, pool_objects, size_pairs
 from clearvla.train.objectives import patch_loss
 from clearvla.train.optim import build_scheduler
 
@@ -50,13 +53,15 @@ class PretrainSettings:
     lr: float = 1e-3
     weight_decay: float = 0.05
     reconstruction_weight: float = 1.0
+    object_weight: float = 1.0
     precision: str = "auto"
     seed: int = 0
 
 
 class PatchHeads(nn.Module):
     """Linear heads on patch features [B, P, D]: logits per label vocabulary, object-vs-background, xy, larger,
-    and the patch reconstruction (PatchDecoder)."""
+    and the patch reconstruction (PatchDecoder); on pooled object features [B, K, D]: kind and size logits and a
+    scalar size score."""
 
     def __init__(self, dim: int, vocab: dict[str, tuple[str, ...]]) -> None:
         super().__init__()
@@ -65,6 +70,9 @@ class PatchHeads(nn.Module):
         self.xy = nn.Linear(dim, 2)
         self.larger = nn.Linear(dim, 1)
         self.decoder = PatchDecoder(dim, RECONSTRUCTION)
+        self.object_kind = nn.Linear(dim, len(vocab["kind"]))
+        self.object_size = nn.Linear(dim, len(vocab["size"]))
+        self.object_rank = nn.Linear(dim, 1)
 
 
 def build_backbone(settings: PretrainSettings) -> tuple[VisionBackbone, ImageProcessor]:
@@ -85,10 +93,34 @@ def pixel_values(images: np.ndarray, processor: ImageProcessor) -> torch.Tensor:
     return x * torch.from_numpy(scale).view(1, -1, 1, 1) + torch.from_numpy(offset).view(1, -1, 1, 1)
 
 
+def object_losses(f: torch.Tensor, heads: PatchHeads, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The object heads' losses and accuracies on patch features f [B, P, D] float32 (pooled per object):
+    object_kind, object_size (parts only) and object_rank (same-kind pairs of different size classes; zero when
+    the batch has none)."""
+    pooled, shown = pool_objects(f, batch["object"])
+    kind, size = object_labels(batch["kind"], batch["object"]), object_labels(batch["size"], batch["object"])
+    out: dict[str, torch.Tensor] = {}
+    zero = f.sum() * 0.0
+    for name, head, labels, where in (("object_kind", heads.object_kind, kind, shown),
+                                      ("object_size", heads.object_size, size, shown & (size > 0))):
+        logits = head(pooled[where])
+        out[name] = F.cross_entropy(logits, labels[where]) if where.any() else zero
+        if where.any():
+            out[f"{name}_acc"] = (logits.argmax(-1) == labels[where]).float().mean().detach()
+    image, bigger, smaller = size_pairs(kind, size, shown)
+    score = heads.object_rank(pooled).squeeze(-1)
+    margin = score[image, bigger] - score[image, smaller]
+    out["object_rank"] = F.softplus(-margin).mean() if len(image) else zero
+    if len(image):
+        out["object_rank_acc"] = (margin > 0).float().mean().detach()
+    return out
+
+
 def pretrain_losses(features: torch.Tensor, heads: PatchHeads, batch: dict[str, torch.Tensor],
-                    pixels: torch.Tensor, reconstruction_weight: float) -> dict[str, torch.Tensor]:
+                    pixels: torch.Tensor, reconstruction_weight: float,
+                    object_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """features [B, P, D]; batch: the `frame_labels` arrays as tensors ([B, P], xy [B, P, 2]) -> named scalar losses
-    and accuracies; "loss" is their weighted sum."""
+    and accuracies; "loss" is their weighted sum (the object heads' three losses times `object_weight`)."""
     f = features.float()
     fg = batch["object"] > 0
     out: dict[str, torch.Tensor] = {"foreground": F.cross_entropy(heads.foreground(f).flatten(0, 1), fg.long().flatten())}
@@ -103,8 +135,10 @@ def pretrain_losses(features: torch.Tensor, heads: PatchHeads, batch: dict[str, 
     larger = heads.larger(f).squeeze(-1)
     out["larger"] = F.binary_cross_entropy_with_logits(larger[paired], batch["larger"][paired].float()) if paired.any() else zero
     out["reconstruction"] = patch_loss(heads.decoder(f), pixels, 1, RECONSTRUCTION)
+    out.update(object_losses(f, heads, batch))
     terms = ("foreground", *CLASS_HEADS, "xy", "larger")
-    out["loss"] = sum(out[k] for k in terms) + reconstruction_weight * out["reconstruction"]
+    objects = out["object_kind"] + out["object_size"] + out["object_rank"]
+    out["loss"] = sum(out[k] for k in terms) + reconstruction_weight * out["reconstruction"] + object_weight * objects
     return out
 
 
@@ -140,7 +174,8 @@ def pretrain_vision(frames: dict[str, np.ndarray], vocab: dict[str, tuple[str, .
         pixels = pixel_values(frames["image"][index], processor)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             features = backbone(pixels)
-        losses = pretrain_losses(features, heads, _batch(frames, index), pixels, settings.reconstruction_weight)
+        losses = pretrain_losses(features, heads, _batch(frames, index), pixels, settings.reconstruction_weight,
+                                 settings.object_weight)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
