@@ -69,16 +69,19 @@ def backbones(args: argparse.Namespace) -> tuple[dict[str, tuple], int, dict, tu
     found: dict[str, tuple] = {}
     about: dict = {}
     cameras = tuple(args.cameras or ("image",))
+    if len(set(args.vision_init + args.checkpoint)) < len(args.vision_init + args.checkpoint):
+        raise SystemExit("a backbone is given twice; give each --vision-init and --checkpoint once")
     for n, directory in enumerate(args.vision_init):
         meta = json.loads((directory / "vision.json").read_text())
         settings = PretrainSettings(**meta["settings"])
         about.setdefault("pretrain", {})[str(directory)] = meta["settings"]
-        cameras = tuple(args.cameras or meta["cameras"])
+        if n == 0:  # the first pretraining's cameras, and its preset at its init seed untrained: the floor
+            cameras = tuple(args.cameras or meta["cameras"])
+            untrained, processor = build_backbone(settings)
+            found["random"] = (untrained.eval(), processor)
         backbone, processor = build_backbone(settings)
         load_vision_init(backbone, directory)
         found[str(directory)] = (backbone.eval(), processor)
-        if n == 0:  # the first pretraining's preset at its init seed, untrained: the floor they all start from
-            found["random"] = (build_backbone(settings)[0].eval(), processor)
     from clearvla.models.vla import VLA
 
     for directory in args.checkpoint:
@@ -109,10 +112,12 @@ def main() -> None:
                                     image_size=image_size, cameras=cameras)
     split = int(args.fit_fraction * args.scenes) + args.first_scene
     fit = np.repeat((frames["scene"] < split)[:, None], frames["object"].shape[1], 1)
-    part = np.isin(frames["kind"], [VOCAB["kind"].index(k) for k in PART_KINDS])
+    part_kinds = [VOCAB["kind"].index(k) for k in PART_KINDS]
+    part = np.isin(frames["kind"], part_kinds)
     objects = torch.from_numpy(frames["object"])
-    kind_o, size_o = object_labels(torch.from_numpy(frames["kind"]), objects), object_labels(torch.from_numpy(frames["size"]), objects)
-    part_object = np.isin(kind_o.numpy(), [VOCAB["kind"].index(k) for k in PART_KINDS])
+    kind_o = object_labels(torch.from_numpy(frames["kind"]), objects)
+    size_o = object_labels(torch.from_numpy(frames["size"]), objects)
+    part_object = np.isin(kind_o.numpy(), part_kinds)
     result: dict = {**about, "scenes": [args.first_scene, args.first_scene + args.scenes], "cameras": list(cameras)}
     for name, (backbone, processor) in found.items():
         feats = features(backbone, frames["image"], processor).float()

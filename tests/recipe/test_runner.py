@@ -4,6 +4,7 @@ resumes, and a changed config re-runs that stage and every later one."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,8 +118,7 @@ stages:
 def _pretrain_into(calls: list):
     def pretrain(spec, out: Path) -> None:
         calls.append((spec.name, out.name))
-        out.mkdir(parents=True)
-        (out / "vision.json").write_text(json.dumps({"settings": spec.settings}))
+        (out / "vision.json").write_text(json.dumps({**spec.describe(), "vocab": {}}))
         (out / "vision.safetensors").write_bytes(b"weights")
     return pretrain
 
@@ -129,19 +129,37 @@ def test_a_vision_entry_is_pretrained_once_and_loaded_by_each_stage_that_names_i
     recipe, layout = load_recipe(tmp_path / "r.yaml"), Layout(tmp_path / "runs", "r")
     steps = run_recipe(recipe, layout, fake.train, fake.record, pretrain=_pretrain_into(calls))
     assert [s.action for s in steps] == ["run", "run"]
-    assert calls == [("workcell", ".workcell.partial")]  # written aside, then renamed into place
     backbone = tmp_path / "runs" / "vision" / "workcell"
-    assert (backbone / "vision.safetensors").is_file() and not (backbone.parent / ".workcell.partial").exists()
+    assert [name for name, _ in calls] == ["workcell"] and calls[0][1].startswith(".workcell.")  # written aside
+    assert (backbone / "vision.safetensors").is_file() and sorted(p.name for p in backbone.parent.iterdir()) == ["workcell"]
     assert [cfg.vision_init for cfg in fake.trained] == [str(backbone)] * 2
     manifest = json.loads((tmp_path / "runs" / "r" / "first" / "manifest.json").read_text())
     assert "--object-weight 0.5" in manifest["vision"]["workcell"]["command"]
     assert [s.action for s in run_recipe(recipe, layout, fake.train, fake.record, pretrain=_pretrain_into(calls))] == \
         ["skip", "skip"]
-    (backbone / "vision.json").write_text("{}")  # pretrained again: every stage that loads it re-runs
+    (backbone / "vision.safetensors").write_bytes(b"other weights")  # pretrained again: its stages re-run
     assert [s.action for s in plan(recipe, layout)] == ["rerun", "rerun"]
-    changed = VISION_RECIPE.replace("object_weight: 0.5", "object_weight: 1.0")
-    (tmp_path / "r.yaml").write_text(changed)
-    assert [s.action for s in plan(load_recipe(tmp_path / "r.yaml"), layout)] == ["rerun", "rerun"]
+    (backbone / "vision.safetensors").write_bytes(b"weights")
+    (tmp_path / "r.yaml").write_text(VISION_RECIPE.replace("object_weight: 0.5", "object_weight: 1.0"))
+    with pytest.raises(ConfigError, match="vision workcell: .* was pretrained with other settings than the recipe "
+                                          "gives; delete it to pretrain it again"):
+        run_recipe(load_recipe(tmp_path / "r.yaml"), layout, fake.train, fake.record, pretrain=_pretrain_into(calls))
+    shutil.rmtree(backbone)
+    (tmp_path / "r.yaml").write_text(VISION_RECIPE)
+    steps = plan(load_recipe(tmp_path / "r.yaml"), layout)
+    assert [s.action for s in steps] == ["rerun", "rerun"] and "workcell is missing" in steps[0].reason
+
+
+def test_a_failed_pretraining_leaves_nothing_that_passes_for_a_backbone(tmp_path: Path) -> None:
+    def fail(spec, out: Path) -> None:
+        (out / "vision.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    (tmp_path / "r.yaml").write_text(VISION_RECIPE)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(load_recipe(tmp_path / "r.yaml"), Layout(tmp_path / "runs", "r"), Fake().train, Fake().record,
+                   pretrain=fail)
+    assert list((tmp_path / "runs" / "vision").iterdir()) == []
 
 
 def test_a_recipe_that_pretrains_needs_a_pretrainer(tmp_path: Path) -> None:

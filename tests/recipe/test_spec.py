@@ -72,11 +72,22 @@ def test_smoke_makes_every_stage_and_recording_tiny(tmp_path: Path) -> None:
     (("lr: 0.0005", "run_dir: x"), r"stage second: field 'run_dir' cannot be set here"),
     (("{episodes: 2}", "{episodes: 2, wrist_camera: false}"), r"dataset demos: unknown `sim record` option\(s\) wrist_camera"),
     (("{episodes: 2}", "{seed: 1}"), r"dataset demos: .*`episodes` is required"),
-    (("lr: 0.0005", "vision_init: workcel"), r"stage second: vision_init 'workcel' is neither an entry of `vision:`"),
+    (("init: tiny, datasets: [demos]", "init: tiny, datasets: [demos], vision_init: workcel"),
+     r"stage first: vision_init 'workcel' is neither an entry of `vision:`"),
     (("stages:", "vision:\n  workcell: {scenes: 2, step: 3}\nstages:"),
      r"vision workcell: unknown `pretrain-vision` option\(s\) step"),
-    (("stages:", "vision:\n  workcell: {image_size: 64}\nstages:", "lr: 0.0005", "vision_init: workcell, image_size: 32"),
-     r"stage second: vision workcell is pretrained at image_size 64, the stage reads 32"),
+    (("stages:", "vision:\n  workcell: {scenes: 2, steps: 0}\nstages:"), r"vision workcell: steps and batch_size must be"),
+    (("stages:", "vision:\n  workcell: {scenes: 2, lr: fast}\nstages:"), r"vision workcell: lr must be a float, got 'fast'"),
+    (("stages:", "vision:\n  workcell: {scenes: 2, cameras: image}\nstages:"), r"vision workcell: cameras must be a list"),
+    (("stages:", "vision:\n  workcell: {scenes: 2, first_scene: 3999}\nstages:"),
+     r"vision workcell: vision pretraining renders train-suite scenes 0..3999 only"),
+    (("stages:", "vision:\n  workcell: {steps: 2}\nstages:"), r"vision workcell: `scenes` .* is required"),
+    (("lr: 0.0005", "vision_init: 5"), r"stage second: vision_init must name an entry of `vision:` or a directory"),
+    (("stages:", "vision:\n  workcell: {scenes: 2}\nstages:", "lr: 0.0005", "vision_init: workcell"),
+     r"stage second: vision_init would replace the backbone stage first trained"),
+    (("stages:", "vision:\n  workcell: {scenes: 2, image_size: 64}\nstages:",
+      "init: tiny, datasets: [demos]", "init: tiny, datasets: [demos], vision_init: workcell, image_size: 32"),
+     r"stage first: vision workcell is pretrained at image_size 64, the stage reads 32"),
 ])
 def test_a_broken_link_or_field_is_named(tmp_path: Path, edit: tuple[str, ...], message: str) -> None:
     text = GOOD
@@ -88,10 +99,14 @@ def test_a_broken_link_or_field_is_named(tmp_path: Path, edit: tuple[str, ...], 
 
 
 def test_a_vision_entry_is_a_pretrain_vision_command_and_smoke_shrinks_it(tmp_path: Path) -> None:
-    text = GOOD.replace("stages:", "vision:\n  workcell: {scenes: 3000, steps: 1500, cameras: [image]}\nstages:")
-    recipe = load_recipe(_write(tmp_path, text.replace("lr: 0.0005", "vision_init: workcell")))
-    spec = recipe.vision_of(recipe.stages["second"])
-    assert spec is not None and recipe.vision_of(recipe.stages["first"]) is None
-    assert spec.command(tmp_path / "v") == f"clearvla pretrain-vision --out {tmp_path / 'v'} --scenes 3000 --cameras image --steps 1500"
+    text = GOOD.replace("stages:", "vision:\n  workcell: {scenes: 3000, steps: 1500, object_weight: 1, cameras: [image]}"
+                                   "\nstages:")
+    text = text.replace("init: tiny, datasets: [demos]", "init: tiny, datasets: [demos], vision_init: workcell")
+    recipe = load_recipe(_write(tmp_path, text))
+    spec = recipe.vision_of(recipe.stages["first"])
+    assert spec is not None and recipe.vision_of(recipe.stages["second"]) is None
+    assert spec.settings.object_weight == 1.0 and isinstance(spec.settings.object_weight, float)  # 1 and 1.0 hash alike
+    out = tmp_path / "v"
+    assert spec.command(out) == f"clearvla pretrain-vision --out {out} --scenes 3000 --cameras image --steps 1500"
     smoke = recipe.smoke().vision["workcell"]
-    assert (smoke.scenes, smoke.settings["steps"], smoke.image_size) == (1, 1, 32)
+    assert (smoke.scenes, smoke.settings.steps, smoke.settings.image_size) == (1, 1, 32)

@@ -25,12 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="directory for vision.safetensors + vision.json")
     p.add_argument("--scenes", type=int, default=1000, help="train-suite scenes to render (from --first-scene)")
     p.add_argument("--first-scene", type=int, default=0, help="first train-suite scene (scenes 4000+ are held out)")
-    p.add_argument("--cameras", nargs="+", default=["image", "wrist_image"], help="cameras to render, each an image")
+    p.add_argument("--cameras", nargs="+", default=None, help="cameras to render, each an image (default: image "
+                   "wrist_image, the default model's)")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=256, help="images per step")
     p.add_argument("--image-size", type=int, default=128, help="image side (the VLA's image_size)")
     p.add_argument("--preset", default="tiny", help="model preset whose vision backbone is trained")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (warm-up, cosine decay)")
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument("--reconstruction-weight", type=float, default=1.0, help="weight of the MAE-style patch loss")
     p.add_argument("--object-weight", type=float, default=1.0,
                    help="weight of the object heads (kind, size, size ranking on pooled object patches; 0 = off)")
@@ -40,14 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from clearvla.sim.env import DEFAULT_CAMERAS
     from clearvla.train.vision_pretrain import PretrainSettings
 
-    if args.scenes < 1 or args.steps < 1 or args.batch_size < 1:
-        raise ConfigError("--scenes, --steps and --batch-size must be positive")
+    if args.scenes < 1:
+        raise ConfigError("--scenes must be positive")
     settings = PretrainSettings(preset=args.preset, image_size=args.image_size, steps=args.steps,
-                                batch_size=args.batch_size, lr=args.lr, precision=args.precision, seed=args.seed,
+                                batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                                precision=args.precision, seed=args.seed,
                                 reconstruction_weight=args.reconstruction_weight, object_weight=args.object_weight)
-    pretrain_to(args.out, settings, range(args.first_scene, args.first_scene + args.scenes), tuple(args.cameras))
+    cameras = tuple(args.cameras or DEFAULT_CAMERAS)
+    pretrain_to(args.out, settings, range(args.first_scene, args.first_scene + args.scenes), cameras)
     return 0
 
 
@@ -62,6 +67,9 @@ def pretrain_to(out: Path, settings: PretrainSettings, scenes: range, cameras: t
     from clearvla.train.vision_pretrain import pretrain_vision, save_vision
 
     cameras = check_cameras(cameras)
+    if settings.steps < 1 or settings.batch_size < 1:
+        raise ConfigError(f"pretrain-vision: steps and batch size must be positive, got {settings.steps} and "
+                          f"{settings.batch_size}")
     with tqdm(total=len(scenes), desc="render", unit="scene") as bar:
         frames = render_labelled_frames(scenes, image_size=settings.image_size, cameras=cameras, progress=bar.update)
     bar = tqdm(total=settings.steps, desc="pretrain-vision", unit="step")

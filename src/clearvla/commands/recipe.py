@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         s.add_argument("recipe", type=Path, help="a recipe file, e.g. recipes/default_model.yaml")
         s.add_argument("--until", metavar="STAGE", default=None, help="stop after this stage")
         s.add_argument("--run-root", type=Path, default=None,
-                       help="datasets go in RUN_ROOT/data, stages in RUN_ROOT/RECIPE (default runs; with --smoke "
-                            "a new temporary directory)")
+                       help="datasets go in RUN_ROOT/data, vision backbones in RUN_ROOT/vision, stages in "
+                            "RUN_ROOT/RECIPE (default runs; with --smoke a new temporary directory)")
         s.add_argument("--smoke", action="store_true",
                        help="every stage 2 steps at 32 px on one-episode recordings: checks that the chain connects")
         s.set_defaults(func=func)
@@ -47,22 +47,21 @@ def run(args: argparse.Namespace) -> int:
     from clearvla.commands.sim import record
     from clearvla.commands.train import train_from_config
     from clearvla.recipe.runner import run_recipe
+    from clearvla.recipe.spec import RecordSpec, VisionSpec
 
     recipe, layout = _load(args)
     logging.getLogger("clearvla.recipe").setLevel(logging.INFO)  # stage progress shows without -v
 
-    def record_dataset(spec, out: Path, handover: Path | None) -> None:
+    def record_dataset(spec: RecordSpec, out: Path, handover: Path | None) -> None:
         record(spec.suite, spec.episodes, out, image_size=spec.image_size, seed=spec.seed, start=spec.start,
                stop=spec.stop, wrist_camera=spec.wrist, cameras=spec.cameras, workers=spec.workers,
                step_noise=spec.step_noise,
                random_start=not spec.home_start, handover=handover, handover_window=spec.handover_window)
 
-    def pretrain_backbone(spec, out: Path) -> None:
+    def pretrain_backbone(spec: VisionSpec, out: Path) -> None:
         from clearvla.commands.pretrain_vision import pretrain_to
-        from clearvla.train.vision_pretrain import PretrainSettings
 
-        pretrain_to(out, PretrainSettings(**spec.settings), range(spec.first_scene, spec.first_scene + spec.scenes),
-                    spec.cameras)
+        pretrain_to(out, spec.settings, range(spec.first_scene, spec.first_scene + spec.scenes), spec.cameras)
 
     start = time.perf_counter()
     steps = run_recipe(recipe, layout, train_from_config, record_dataset, until=args.until, pretrain=pretrain_backbone)
@@ -75,7 +74,8 @@ def show(args: argparse.Namespace) -> int:
     from clearvla.recipe.runner import plan
 
     recipe, layout = _load(args)
-    print(f"recipe {recipe.path}: datasets in {layout.root / 'data'}, stages in {layout.root / recipe.name}")
+    print(f"recipe {recipe.path}: datasets in {layout.root / 'data'}, vision backbones in {layout.root / 'vision'}, "
+          f"stages in {layout.root / recipe.name}")
     for name, spec in recipe.datasets.items():
         state = "present" if layout.dataset(name).is_dir() else "missing"
         print(f"  dataset {name} ({state}): {spec.record.command(layout.dataset(name))}")

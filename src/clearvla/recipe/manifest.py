@@ -6,8 +6,9 @@
      "git_commit", "started", "finished" (ISO 8601, UTC), "wall_s", "resumed", "steps", "final_checkpoint",
      "metrics" (the last logged training row)}
 
-A stage whose manifest has the config hash and the dataset and backbone fingerprints the recipe gives now is done. RUN/stage.json
-marks a stage whose training started (its config hash), so an interrupted run resumes only with the same config.
+A stage whose manifest has the config hash and the dataset and backbone fingerprints the recipe gives now is done.
+RUN/stage.json marks a stage whose training started (its config hash), so an interrupted run resumes only with the
+same config.
 """
 
 from __future__ import annotations

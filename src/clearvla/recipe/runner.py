@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -78,8 +79,8 @@ def stage_hashes(recipe: Recipe) -> dict[str, str]:
 
 def decide(run_dir: Path, key: str, fingerprints: dict[str, str],
            vision: dict[str, str] | None = None) -> tuple[str, str]:
-    """(action, reason) for a stage with config hash `key` whose datasets now have `fingerprints` and whose
-    pretrained backbone (a `vision:` entry) `vision` (those present)."""
+    """(action, reason) for a stage with config hash `key`, given the fingerprints of its datasets and of its
+    `vision:` backbone (each by name; those present on disk)."""
     manifest = read_json(run_dir / MANIFEST)
     if manifest is not None:
         if manifest["config_hash"] != key:
@@ -109,9 +110,11 @@ def plan(recipe: Recipe, layout: Layout, until: str | None = None) -> list[Step]
     for stage in _stages(recipe, until):
         present = {d: fingerprint(layout.dataset(d)) for d in stage.datasets if layout.dataset(d).is_dir()}
         spec = recipe.vision_of(stage)
-        vision = ({spec.name: fingerprint(layout.vision(spec.name))}
-                  if spec is not None and layout.vision(spec.name).is_dir() else {})
+        made = spec is not None and layout.vision(spec.name).is_dir()
+        vision = {spec.name: fingerprint(_checked_backbone(layout, spec))} if made else {}
         action, reason = decide(layout.stage(stage.name), hashes[stage.name], present, vision)
+        if action == "skip" and spec is not None and not vision:
+            action, reason = "rerun", f"its vision backbone {spec.name} is missing and will be pretrained again"
         if action == "skip" and stage.init in trains:
             action, reason = "rerun", f"stage {stage.init} before it trains again"
         trains |= {stage.name} if action != "skip" else set()
@@ -192,20 +195,36 @@ def _dataset(recipe: Recipe, layout: Layout, name: str, trained: set[str], check
     return out
 
 
+def _checked_backbone(layout: Layout, spec: VisionSpec) -> Path:
+    """The backbone directory of a `vision:` entry, which exists; ConfigError when its vision.json says it was
+    pretrained with other options than the entry's."""
+    out = layout.vision(spec.name)
+    meta = read_json(out / "vision.json") or {}
+    made = {k: meta.get(k) for k in spec.describe()}
+    if made != spec.describe():
+        differ = ", ".join(k for k in spec.describe() if made[k] != spec.describe()[k])
+        raise ConfigError(f"vision {spec.name}: {out} was pretrained with other {differ} than the recipe gives; "
+                          "delete it to pretrain it again")
+    return out
+
+
 def _vision(layout: Layout, spec: VisionSpec, pretrain: Pretrainer | None) -> Path:
-    """The backbone directory of a `vision:` entry, pretrained first when it is missing (written to a temporary
-    directory and renamed into place, so an interrupted pretraining never passes for a finished one)."""
+    """The backbone directory of a `vision:` entry, pretrained first when it is missing (into a temporary
+    directory beside it, renamed into place when done, so an interrupted pretraining never passes for a finished
+    one)."""
     out = layout.vision(spec.name)
     if out.is_dir():
-        return out
+        return _checked_backbone(layout, spec)
     assert pretrain is not None, "run_recipe checks that a recipe with vision entries has a pretrainer"
     log.info("vision %s: pretraining: %s", spec.name, spec.command(out))
     start = time.perf_counter()
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    pretrain(spec, partial)
-    partial.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        pretrain(spec, partial)
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     log.info("vision %s: pretrained in %.0f s", spec.name, time.perf_counter() - start)
     return out
 
@@ -236,8 +255,8 @@ def _train_stage(recipe: Recipe, stage: StageSpec, layout: Layout, step: Step, f
         "init": init, "init_run": str(layout.stage(stage.init)) if stage.init in recipe.stages else None,
         "datasets": {d: {"path": str(layout.dataset(d)), "fingerprint": fingerprints[d],
                          "record": _record_command(recipe, layout, d)} for d in stage.datasets},
-        "vision": {n: {"path": str(layout.vision(n)), "fingerprint": f, "command": recipe.vision[n].command(layout.vision(n))}
-                   for n, f in vision.items()},
+        "vision": {n: {"path": str(layout.vision(n)), "fingerprint": f,
+                       "command": recipe.vision[n].command(layout.vision(n))} for n, f in vision.items()},
         "git_commit": commit, "started": started["started"], "finished": _now(),
         "wall_s": round(time.perf_counter() - start, 1), "resumed": step.action == "resume",
         "steps": int(final.name.split("-")[1]), "final_checkpoint": str(final), "metrics": last_metrics(run_dir),

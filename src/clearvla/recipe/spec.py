@@ -26,9 +26,12 @@ import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clearvla.errors import ConfigError
+
+if TYPE_CHECKING:
+    from clearvla.train.vision_pretrain import PretrainSettings
 
 # Fields the recipe itself sets in every stage's TrainConfig: a stage or the defaults may not.
 MANAGED = {"run_dir": "the runner puts each stage in RUN_ROOT/RECIPE/STAGE",
@@ -38,7 +41,7 @@ MANAGED = {"run_dir": "the runner puts each stage in RUN_ROOT/RECIPE/STAGE",
 SMOKE_TRAIN = dict(image_size=32, max_steps=2, batch_size=2, num_workers=0, save_every=2, eval_every=0, log_every=1,
                    warmup_steps=0, shuffle_buffer=2, val_fraction=0.0)
 SMOKE_RECORD = dict(episodes=1, image_size=32, workers=1)
-SMOKE_VISION = dict(scenes=1, steps=1, batch_size=2, image_size=32)
+SMOKE_VISION = dict(steps=1, batch_size=2, image_size=32)  # PretrainSettings fields, on one scene
 
 
 @dataclass(frozen=True)
@@ -92,32 +95,34 @@ class DatasetSpec:
 @dataclass(frozen=True)
 class VisionSpec:
     """The options of one `clearvla pretrain-vision` (same names): train-suite scenes first_scene..+scenes rendered
-    from `cameras`, and the training settings (train/vision_pretrain.PretrainSettings fields)."""
+    from `cameras`, trained with `settings`."""
 
     name: str
-    scenes: int = 1000
-    first_scene: int = 0
-    cameras: tuple[str, ...] = ("image", "wrist_image")
-    settings: dict[str, Any] = field(default_factory=dict)
-    """PretrainSettings fields that differ from its defaults."""
+    scenes: int
+    first_scene: int
+    cameras: tuple[str, ...]
+    settings: PretrainSettings
 
     def command(self, out: Path) -> str:
-        """The equivalent `clearvla pretrain-vision` command line, writing to `out`."""
-        args = ["clearvla", "pretrain-vision", "--out", str(out), "--scenes", str(self.scenes), "--cameras", *self.cameras]
-        args += ["--first-scene", str(self.first_scene)] if self.first_scene else []
-        for key, value in self.settings.items():
-            args += [f"--{key.replace('_', '-')}", str(value)]
-        return shlex.join(args)
-
-    @property
-    def image_size(self) -> int:
+        """The equivalent `clearvla pretrain-vision` command line, writing to `out` (settings at their defaults
+        left out)."""
         from clearvla.train.vision_pretrain import PretrainSettings
 
-        return int(self.settings.get("image_size", PretrainSettings.image_size))
+        args = ["clearvla", "pretrain-vision", "--out", str(out), "--scenes", str(self.scenes)]
+        args += ["--first-scene", str(self.first_scene)] if self.first_scene else []
+        args += ["--cameras", *self.cameras]
+        default = PretrainSettings()
+        for f in dataclasses.fields(self.settings):
+            value = getattr(self.settings, f.name)
+            args += [f"--{f.name.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)] \
+                if value != getattr(default, f.name) else []
+        return shlex.join(args)
 
     def describe(self) -> dict[str, Any]:
-        """Everything that decides what it trains (a stage's config hash includes it)."""
-        return {"scenes": self.scenes, "first_scene": self.first_scene, "cameras": list(self.cameras), **self.settings}
+        """What `clearvla pretrain-vision` writes to vision.json about its inputs: scenes [first, stop), cameras and
+        every setting. A stage's config hash includes it, and the runner checks a backbone on disk against it."""
+        return {"scenes": [self.first_scene, self.first_scene + self.scenes], "cameras": list(self.cameras),
+                "settings": dataclasses.asdict(self.settings)}
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,7 @@ class Recipe:
     overrides: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields over every stage's (--smoke)."""
     vision: dict[str, VisionSpec] = field(default_factory=dict)
+    """Pretrained vision backbones by name, each made before the first stage whose vision_init names it."""
 
     @property
     def name(self) -> str:
@@ -149,8 +155,7 @@ class Recipe:
         """This recipe with every stage a few steps and every recording one small episode."""
         tiny = {name: dataclasses.replace(d, record=dataclasses.replace(d.record, **SMOKE_RECORD))
                 for name, d in self.datasets.items()}
-        vision = {name: dataclasses.replace(v, scenes=SMOKE_VISION["scenes"],
-                                            settings={**v.settings, **{k: x for k, x in SMOKE_VISION.items() if k != "scenes"}})
+        vision = {name: dataclasses.replace(v, scenes=1, settings=dataclasses.replace(v.settings, **SMOKE_VISION))
                   for name, v in self.vision.items()}
         return dataclasses.replace(self, datasets=tiny, vision=vision, overrides=SMOKE_TRAIN)
 
@@ -231,20 +236,38 @@ def _dataset(name: str, spec: Any, record: dict[str, Any], path: Path) -> Datase
 
 
 def _vision(name: str, spec: Any, path: Path) -> VisionSpec:
+    """A `vision:` entry: `scenes` (required), `first_scene`, `cameras` and PretrainSettings fields, each checked
+    (values of a setting's type, positive counts, train-suite scenes, known cameras)."""
+    from clearvla.sim.env import check_cameras
+    from clearvla.sim.env import DEFAULT_CAMERAS
+    from clearvla.sim.vision_labels import check_scenes
     from clearvla.train.vision_pretrain import PretrainSettings
 
     where = f"{path}: vision {name}"
     spec = dict(_expect_mapping(spec, where))
+    default = PretrainSettings()
     own = {"scenes", "first_scene", "cameras"}
-    known = own | {f.name for f in dataclasses.fields(PretrainSettings)}
-    _no_unknown(spec, known, where, what="`pretrain-vision` option")
-    if "cameras" in spec:
-        spec["cameras"] = tuple(spec["cameras"])
-    settings = {k: v for k, v in spec.items() if k not in own}
+    _no_unknown(spec, own | {f.name for f in dataclasses.fields(default)}, where, what="`pretrain-vision` option")
+    settings = {}
+    for key, value in spec.items():
+        if key in own:
+            continue
+        kind = type(getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, (kind, int) if kind is float else kind):
+            raise ConfigError(f"{where}: {key} must be a {kind.__name__}, got {value!r}")
+        settings[key] = kind(value)
+    scenes, first = spec.get("scenes"), spec.get("first_scene", 0)
+    cameras = spec.get("cameras", list(DEFAULT_CAMERAS))
+    if not isinstance(scenes, int) or isinstance(scenes, bool) or scenes < 1 or not isinstance(first, int):
+        raise ConfigError(f"{where}: `scenes` (a positive number of scenes) is required, and first_scene is a number")
+    if not isinstance(cameras, list) or not cameras or not all(isinstance(c, str) for c in cameras):
+        raise ConfigError(f"{where}: cameras must be a list of camera names, got {cameras!r}")
+    if settings.get("steps", 1) < 1 or settings.get("batch_size", 1) < 1:
+        raise ConfigError(f"{where}: steps and batch_size must be positive")
     try:
-        PretrainSettings(**settings)
-        return VisionSpec(name, settings=settings, **{k: v for k, v in spec.items() if k in own})
-    except TypeError as e:
+        check_scenes(range(first, first + scenes))
+        return VisionSpec(name, scenes, first, check_cameras(cameras), PretrainSettings(**settings))
+    except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 
 
@@ -271,13 +294,18 @@ def _check_links(recipe: Recipe) -> None:
                 raise ConfigError(f"{where} {stage.name}: dataset {d} is played by stage {player!r} (its handover), "
                                   f"which is not a stage before {stage.name}")
         vision_init = recipe.train_fields(stage).get("vision_init", "")
+        if not isinstance(vision_init, str):
+            raise ConfigError(f"{where} {stage.name}: vision_init must name an entry of `vision:` or a directory")
+        if vision_init and stage.init in recipe.stages:
+            raise ConfigError(f"{where} {stage.name}: vision_init would replace the backbone stage {stage.init} "
+                              "trained; give it only to stages that start from a preset or a checkpoint")
         if vision_init and vision_init not in recipe.vision and not Path(vision_init).is_dir():
             raise ConfigError(f"{where} {stage.name}: vision_init {vision_init!r} is neither an entry of `vision:` "
                               f"({', '.join(recipe.vision) or 'none'}) nor a directory")
         spec, reads = recipe.vision_of(stage), recipe.train_fields(stage).get("image_size")
-        if spec is not None and reads is not None and spec.image_size != reads:
+        if spec is not None and reads is not None and spec.settings.image_size != reads:
             raise ConfigError(f"{where} {stage.name}: vision {spec.name} is pretrained at image_size "
-                              f"{spec.image_size}, the stage reads {reads}")
+                              f"{spec.settings.image_size}, the stage reads {reads}")
     for d in recipe.datasets.values():
         if d.normalize_like and d.normalize_like not in recipe.datasets:
             raise ConfigError(f"{recipe.path}: dataset {d.name}: normalize_like {d.normalize_like!r} is not a dataset")

@@ -95,19 +95,20 @@ def check_scenes(scenes: Iterable[int]) -> list[int]:
 
 
 def render_labelled_frames(scenes: Iterable[int], *, image_size: int = 128, patch: int = 16,
-                           cameras: tuple[str, ...] = ("image", "wrist_image"),
+                           cameras: tuple[str, ...] | None = None,
                            progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Render every camera of each train-suite scene (after reset: random arm start) with per-patch labels.
+    """Render each camera in `cameras` (None: the front and wrist cameras, sim.env.DEFAULT_CAMERAS) of each
+    train-suite scene (after reset: random arm start) with per-patch labels.
 
     Returns arrays over the N = len(scenes) * len(cameras) images: image [N, S, S, 3] uint8, camera [N] int64
     (index into `cameras`), scene [N] int64, and the `frame_labels` stacked ([N, P] and xy [N, P, 2]).
     `progress(1)` is called after each scene."""
-    from clearvla.sim.env import WorkcellEnv
+    from clearvla.sim.env import DEFAULT_CAMERAS, WorkcellEnv
 
     scenes = check_scenes(scenes)
     if image_size % patch:
         raise ConfigError(f"image_size {image_size} is not a multiple of the patch size {patch}")
-    env = WorkcellEnv("train", image_size=image_size, cameras=cameras)
+    env = WorkcellEnv("train", image_size=image_size, cameras=cameras or DEFAULT_CAMERAS)
     rows: list[dict[str, np.ndarray]] = []
     try:
         for scene in scenes:

@@ -7,7 +7,8 @@ name. Linear heads on its patch features [B, P, D] (what the projector reads) le
 position and BCE for "larger of a same-kind pair" (both on the patches that have them); plus the MAE-style patch
 reconstruction of `objectives.patch_loss`. Object heads read each object's mean patch feature (train/object_pool.py):
 cross-entropy for its kind and size class, and a ranking loss that scores the bigger of every same-kind pair above
-the smaller, so that size, a property of the whole object, is asked of the object's patches together. The frames come in as arrays: this module never reads the simulator.
+the smaller, so that size, a property of the whole object, is asked of the object's patches together. The frames
+come in as arrays: this module never reads the simulator.
 
 A pretrained backbone is a directory: vision.safetensors (the backbone's state dict, names as under
 `vla.vision_backbone`) and vision.json (the preset, image size, label vocabulary and training settings).
@@ -100,17 +101,18 @@ def object_losses(f: torch.Tensor, heads: PatchHeads, batch: dict[str, torch.Ten
     pooled, shown = pool_objects(f, batch["object"])
     kind, size = object_labels(batch["kind"], batch["object"]), object_labels(batch["size"], batch["object"])
     out: dict[str, torch.Tensor] = {}
-    zero = f.sum() * 0.0
     for name, head, labels, where in (("object_kind", heads.object_kind, kind, shown),
                                       ("object_size", heads.object_size, size, shown & (size > 0))):
+        if not where.any():
+            out[name] = f.new_zeros(())
+            continue
         logits = head(pooled[where])
-        out[name] = F.cross_entropy(logits, labels[where]) if where.any() else zero
-        if where.any():
-            out[f"{name}_acc"] = (logits.argmax(-1) == labels[where]).float().mean().detach()
+        out[name] = F.cross_entropy(logits, labels[where])
+        out[f"{name}_acc"] = (logits.argmax(-1) == labels[where]).float().mean().detach()
     image, bigger, smaller = size_pairs(kind, size, shown)
     score = heads.object_rank(pooled).squeeze(-1)
     margin = score[image, bigger] - score[image, smaller]
-    out["object_rank"] = F.softplus(-margin).mean() if len(image) else zero
+    out["object_rank"] = F.softplus(-margin).mean() if len(image) else f.new_zeros(())
     if len(image):
         out["object_rank_acc"] = (margin > 0).float().mean().detach()
     return out
