@@ -15,7 +15,8 @@ action dimension, < 0.5 = close) matches the label, where the label starts closi
 where it keeps them open (`stays_open`).
 
 Run: .venv/bin/python benchmarks/input_ablation.py --checkpoint RUN/checkpoints/step-N/model --dataset DIR
-     [--val-fraction 0.02 --seed 0 --batches 6 --gripper-state-index 6]   ->  benchmarks/results/input_ablation.json
+     [--val-fraction 0.02 --seed 0 --batches 6 --gripper-state-index 6] [--name N]
+  ->  benchmarks/results/input_ablation.json (or N.json)
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gripper-state-index", type=int, default=None,
                         help="the robot state's gripper opening (6 in the simulator): adds the gripper agreement")
+    parser.add_argument("--name", default="input_ablation", help="result file name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     vla = VLA.from_pretrained(args.checkpoint).eval()
@@ -120,7 +122,7 @@ def main() -> None:
         print("  gripper command right: " + ", ".join(f"{name} {right} of {n}" for name, (right, n) in gripper.items()))
     result = {"checkpoint": str(args.checkpoint), "dataset": str(args.dataset), "batches": args.batches,
               "first_action_l1": errors, "first_action_l1_per_dimension": per_dimension}
-    path = write_result("input_ablation", result if gripper is None else {**result, "gripper_agreement": gripper})
+    path = write_result(args.name, result if gripper is None else {**result, "gripper_agreement": gripper})
     print(f"wrote {path}")
 
 
