@@ -144,10 +144,11 @@ def test_a_vision_entry_is_pretrained_once_and_loaded_by_each_stage_that_names_i
     with pytest.raises(ConfigError, match="vision workcell: .* was pretrained with other settings than the recipe "
                                           "gives; delete it to pretrain it again"):
         run_recipe(load_recipe(tmp_path / "r.yaml"), layout, fake.train, fake.record, pretrain=_pretrain_into(calls))
-    shutil.rmtree(backbone)
+    shutil.rmtree(backbone)  # a missing input is not compared: the stages that loaded it stay done
     (tmp_path / "r.yaml").write_text(VISION_RECIPE)
-    steps = plan(load_recipe(tmp_path / "r.yaml"), layout)
-    assert [s.action for s in steps] == ["rerun", "rerun"] and "workcell is missing" in steps[0].reason
+    assert [s.action for s in run_recipe(recipe, layout, fake.train, fake.record, pretrain=_pretrain_into(calls))] == \
+        ["skip", "skip"]
+    assert len(calls) == 1 and not backbone.exists()
 
 
 def test_a_failed_pretraining_leaves_nothing_that_passes_for_a_backbone(tmp_path: Path) -> None:
@@ -166,3 +167,44 @@ def test_a_recipe_that_pretrains_needs_a_pretrainer(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(VISION_RECIPE)
     with pytest.raises(ConfigError, match="pretrains vision backbones \\(workcell\\); give a pretrainer"):
         run_recipe(load_recipe(tmp_path / "r.yaml"), Layout(tmp_path / "runs", "r"), Fake().train, Fake().record)
+
+
+def test_a_lost_machine_resumes_from_the_archived_stages_and_makes_only_what_they_need(tmp_path: Path) -> None:
+    fake, archive = Fake(), tmp_path / "archive"
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    recipe = load_recipe(tmp_path / "r.yaml")
+    runs = Layout(tmp_path / "runs", "r")
+    run_recipe(recipe, runs, fake.train, fake.record, archive=archive)
+    assert sorted(p.name for p in archive.iterdir()) == ["first", "second", "third"]
+    assert (archive / "third" / "model").is_dir() and (archive / "third" / "manifest.json").is_file()
+
+    shutil.rmtree(tmp_path / "runs")  # the machine is lost; the archive was committed
+    fake = Fake()
+    steps = run_recipe(recipe, runs, fake.train, fake.record, archive=archive)
+    assert {s.stage: s.action for s in steps} == {"first": "skip", "second": "skip", "third": "restore"}
+    assert "not needed" in steps[0].reason and fake.trained == [] and fake.recorded == []
+    third = tmp_path / "runs" / "r" / "third"
+    assert json.loads((third / "manifest.json").read_text())["restored_from"] == str(archive / "third")
+    assert (third / "checkpoints" / "step-00000004" / "model").is_dir()
+    assert [s.action for s in run_recipe(recipe, runs, fake.train, fake.record, archive=archive)] == ["skip"] * 3
+
+    shutil.rmtree(tmp_path / "runs")  # lost again, and only `second` was kept: `third` trains from it
+    shutil.rmtree(archive / "third")
+    steps = run_recipe(recipe, runs, fake.train, fake.record, archive=archive)
+    assert [s.action for s in steps] == ["skip", "restore", "run"]
+    assert [Path(c.run_dir).name for c in fake.trained] == ["third"] and fake.recorded == [("demos", None)]
+    assert fake.trained[0].init == str(tmp_path / "runs" / "r" / "second" / "checkpoints" / "step-00000004" / "model")
+
+
+def test_an_archived_stage_of_another_config_is_not_restored(tmp_path: Path) -> None:
+    archive, layout = tmp_path / "archive", Layout(tmp_path / "runs", "r")
+    _run(tmp_path, Fake())
+    run_recipe(load_recipe(tmp_path / "r.yaml"), layout, Fake().train, Fake().record, archive=archive)
+    assert not archive.exists()  # only what a run trains is archived
+    shutil.rmtree(tmp_path / "runs")
+    run_recipe(load_recipe(tmp_path / "r.yaml"), layout, Fake().train, Fake().record, archive=archive)
+    shutil.rmtree(tmp_path / "runs")
+    changed = RECIPE.replace("third: {init: second, datasets: [demos]}", "third: {init: second, datasets: [demos], lr: 0.01}")
+    (tmp_path / "r.yaml").write_text(changed)
+    steps = plan(load_recipe(tmp_path / "r.yaml"), layout, archive=archive)
+    assert [s.action for s in steps] == ["skip", "restore", "run"]

@@ -1,6 +1,6 @@
 """`clearvla recipe`: a whole training chain from one recipe file (clearvla.recipe.spec has the format).
 
-    clearvla recipe run recipes/default_model.yaml [--until STAGE] [--smoke] [--run-root runs]
+    clearvla recipe run recipes/default_model.yaml [--until STAGE] [--smoke] [--run-root runs] [--archive DIR]
     clearvla recipe show recipes/default_model.yaml     # the stages as resolved, and what `run` would do
 """
 
@@ -25,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         s.add_argument("--run-root", type=Path, default=None,
                        help="datasets go in RUN_ROOT/data, vision backbones in RUN_ROOT/vision, stages in "
                             "RUN_ROOT/RECIPE (default runs; with --smoke a new temporary directory)")
+        s.add_argument("--archive", type=Path, default=None, metavar="DIR",
+                       help="copy each stage trained to DIR/STAGE (final model + manifest), and restore a stage from "
+                            "there instead of training it when its config hash matches: commit DIR to keep a chain "
+                            "across lost machines")
         s.add_argument("--smoke", action="store_true",
                        help="every stage 2 steps at 32 px on one-episode recordings: checks that the chain connects")
         s.set_defaults(func=func)
@@ -64,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
         pretrain_to(out, spec.settings, range(spec.first_scene, spec.first_scene + spec.scenes), spec.cameras)
 
     start = time.perf_counter()
-    steps = run_recipe(recipe, layout, train_from_config, record_dataset, until=args.until, pretrain=pretrain_backbone)
-    done = ", ".join(f"{s.stage} {'skipped' if s.action == 'skip' else 'trained'}" for s in steps)
+    steps = run_recipe(recipe, layout, train_from_config, record_dataset, until=args.until, pretrain=pretrain_backbone,
+                       archive=args.archive)
+    said = {"skip": "skipped", "restore": "restored"}
+    done = ", ".join(f"{s.stage} {said.get(s.action, 'trained')}" for s in steps)
     print(f"recipe {recipe.name}: {done} in {time.perf_counter() - start:.0f} s; runs in {layout.root / recipe.name}")
     return 0
 
@@ -82,7 +88,7 @@ def show(args: argparse.Namespace) -> int:
     for name, vision in recipe.vision.items():
         state = "present" if layout.vision(name).is_dir() else "missing"
         print(f"  vision {name} ({state}): {vision.command(layout.vision(name))}")
-    for step in plan(recipe, layout, args.until):
+    for step in plan(recipe, layout, args.until, archive=args.archive):
         stage = recipe.stages[step.stage]
         own = {k: v for k, v in recipe.train_fields(stage).items() if k != "init" and recipe.defaults.get(k) != v}
         print(f"  stage {stage.name} <- {stage.init}: {step.action} ({step.reason})")

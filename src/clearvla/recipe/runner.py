@@ -25,7 +25,7 @@ from clearvla.recipe.manifest import (
     MANIFEST, STARTED, config_hash, fingerprint, git_commit, last_metrics, read_json, write_json,
 )
 from clearvla.recipe.spec import Recipe, RecordSpec, StageSpec, VisionSpec
-from clearvla.train.checkpointing import checkpoint_dirs, final_checkpoint
+from clearvla.train.checkpointing import checkpoint_dirs, final_checkpoint, mark_final
 
 log = logging.getLogger(__name__)
 
@@ -103,54 +103,149 @@ def decide(run_dir: Path, key: str, fingerprints: dict[str, str],
     return "run", "not run yet"
 
 
-def plan(recipe: Recipe, layout: Layout, until: str | None = None) -> list[Step]:
-    """What `run_recipe` would do with each stage now, without doing it (datasets not yet recorded are left out
-    of the comparison; a stage after one that trains trains too)."""
-    hashes, steps, trains = stage_hashes(recipe), [], set()
-    for stage in _stages(recipe, until):
+def plan(recipe: Recipe, layout: Layout, until: str | None = None, archive: Path | None = None) -> list[Step]:
+    """What `run_recipe` would do with each stage now, without doing anything."""
+    return _Walk(recipe, layout, archive, None).all(until)
+
+
+def run_recipe(recipe: Recipe, layout: Layout, train: Trainer, record: Recorder, until: str | None = None,
+               pretrain: Pretrainer | None = None, archive: Path | None = None) -> list[Step]:
+    """Bring every stage up to `until` (default: all) to done; returns what was done with each, in recipe order.
+    A recipe with `vision:` entries needs `pretrain`. With `archive`, each stage trained is also copied to
+    ARCHIVE/STAGE (its final model and manifest), and a stage found there with the config hash it has now is
+    restored from it instead of trained (`_Walk` says when)."""
+    if recipe.vision and pretrain is None:
+        raise ConfigError(f"{recipe.path} pretrains vision backbones ({', '.join(recipe.vision)}); give a pretrainer")
+    return _Walk(recipe, layout, archive, _Tools(train, record, pretrain, git_commit(Path(__file__).parent))).all(until)
+
+
+@dataclass(frozen=True)
+class _Tools:
+    train: Trainer
+    record: Recorder
+    pretrain: Pretrainer | None
+    commit: str | None
+
+
+class _Walk:
+    """Brings stages to done from the end of their chains backwards, so that only what a stage needs is made again.
+
+    A stage is done when its manifest has the config hash it has now (chained through every stage before it) and
+    the fingerprints of those of its inputs (datasets, backbone) that are on disk, or when ARCHIVE/STAGE has that
+    hash (it is restored). An earlier stage is looked at only when the stage after it must train, or when its own
+    run dir still exists: one whose run is gone (a lost machine) but whose later stage is done or archived is not
+    needed, and is left alone. A stage trains after the stages it starts from and the stages whose handover plays
+    one of its missing datasets; when one of those trains, it trains too. With no tools, nothing is done (`plan`).
+    """
+
+    def __init__(self, recipe: Recipe, layout: Layout, archive: Path | None, tools: _Tools | None) -> None:
+        self.recipe, self.layout, self.archive, self.tools = recipe, layout, archive, tools
+        self.hashes = stage_hashes(recipe)
+        self.steps: dict[str, Step] = {}
+        self.trained: set[str] = set()
+        self.checked: set[str] = set()
+
+    def all(self, until: str | None) -> list[Step]:
+        """Every stage up to `until` in recipe order, those no later one starts from wanted (the ends of chains)."""
+        names = [s.name for s in _stages(self.recipe, until)]
+        starts = {self.recipe.stages[n].init for n in names}
+        for name in names:
+            self.resolve(name, wanted=name not in starts)
+        return [self.steps.get(n) or Step(n, "skip", "not needed: a stage after it is done", self.hashes[n])
+                for n in names]
+
+    def resolve(self, name: str, wanted: bool = True) -> bool:
+        """Bring stage `name` to done if `wanted` or its run dir exists; True when it (would have) trained."""
+        if name in self.steps:
+            return name in self.trained
+        recipe, layout, stage = self.recipe, self.layout, self.recipe.stages[name]
+        run_dir, key = layout.stage(name), self.hashes[name]
+        if not wanted and not run_dir.exists():
+            return False
         present = {d: fingerprint(layout.dataset(d)) for d in stage.datasets if layout.dataset(d).is_dir()}
         spec = recipe.vision_of(stage)
         made = spec is not None and layout.vision(spec.name).is_dir()
         vision = {spec.name: fingerprint(_checked_backbone(layout, spec))} if made else {}
-        action, reason = decide(layout.stage(stage.name), hashes[stage.name], present, vision)
-        if action == "skip" and spec is not None and not vision:
-            action, reason = "rerun", f"its vision backbone {spec.name} is missing and will be pretrained again"
-        if action == "skip" and stage.init in trains:
-            action, reason = "rerun", f"stage {stage.init} before it trains again"
-        trains |= {stage.name} if action != "skip" else set()
-        steps.append(Step(stage.name, action, reason, hashes[stage.name]))
-    return steps
+        action, reason = decide(run_dir, key, present, vision)
+        if action == "run" and self._archived(name) is not None:
+            action, reason = "restore", f"archived in {self._archived(name)}"
+        init = stage.init if stage.init in recipe.stages else None
+        done = action in ("skip", "restore")
+        if init is not None and self.resolve(init, wanted=not done) and done:
+            action, reason = "rerun", f"stage {init} before it trains again"
+        if action in ("skip", "restore"):
+            if action == "restore" and self.tools is not None:
+                _restore(self._archived(name), run_dir)
+                log.info("stage %s: restored from %s", name, self._archived(name))
+            else:
+                log.info("stage %s: skipped, %s", name, reason)
+            self.steps[name] = Step(name, action, reason, key)
+            return False
+        for d in stage.datasets:
+            player = recipe.datasets[d].record.handover
+            if player is not None and not layout.dataset(d).is_dir():
+                self.resolve(player)
+        step = Step(name, action, reason, key)
+        self.steps[name] = step
+        self.trained.add(name)
+        if self.tools is not None:
+            self._train(stage, step)
+        return True
 
+    def _archived(self, name: str) -> Path | None:
+        """ARCHIVE/STAGE when it holds a finished stage with the config hash the stage has now."""
+        if self.archive is None:
+            return None
+        manifest = read_json(self.archive / name / MANIFEST)
+        return self.archive / name if manifest is not None and manifest["config_hash"] == self.hashes[name] else None
 
-def run_recipe(recipe: Recipe, layout: Layout, train: Trainer, record: Recorder, until: str | None = None,
-               pretrain: Pretrainer | None = None) -> list[Step]:
-    """Bring every stage up to `until` (default: all) to done, in order; returns what was done with each. A recipe
-    with `vision:` entries needs `pretrain`."""
-    if recipe.vision and pretrain is None:
-        raise ConfigError(f"{recipe.path} pretrains vision backbones ({', '.join(recipe.vision)}); give a pretrainer")
-    hashes, steps, trained, checked = stage_hashes(recipe), [], set(), set()
-    commit = git_commit(Path(__file__).parent)
-    for stage in _stages(recipe, until):
-        fingerprints = {d: fingerprint(_dataset(recipe, layout, d, trained, checked, record)) for d in stage.datasets}
+    def _train(self, stage: StageSpec, step: Step) -> None:
+        recipe, layout, tools = self.recipe, self.layout, self.tools
+        assert tools is not None
+        fingerprints = {d: fingerprint(_dataset(recipe, layout, d, self.trained, self.checked, tools.record))
+                        for d in stage.datasets}
         spec = recipe.vision_of(stage)
-        vision = {spec.name: fingerprint(_vision(layout, spec, pretrain))} if spec is not None else {}
+        vision = {spec.name: fingerprint(_vision(layout, spec, tools.pretrain))} if spec is not None else {}
         run_dir = layout.stage(stage.name)
-        action, reason = decide(run_dir, hashes[stage.name], fingerprints, vision)
-        if action == "skip" and stage.init in trained:
-            action, reason = "rerun", f"stage {stage.init} before it was trained again"
-        step = Step(stage.name, action, reason, hashes[stage.name])
-        steps.append(step)
-        if action == "skip":
-            log.info("stage %s: skipped, %s", stage.name, reason)
-            continue
-        if action == "rerun":
-            log.warning("stage %s: re-running, %s; every stage after it in its chain re-runs too", stage.name, reason)
+        if step.action == "rerun":
+            log.warning("stage %s: re-running, %s; every stage after it in its chain re-runs too", stage.name,
+                        step.reason)
             _set_aside(run_dir)
-        log.info("stage %s: %s (%s) in %s", stage.name, "resuming" if action == "resume" else "starting", reason, run_dir)
-        manifest = _train_stage(recipe, stage, layout, step, fingerprints, vision, train, commit)
-        trained.add(stage.name)
+        log.info("stage %s: %s (%s) in %s", stage.name, "resuming" if step.action == "resume" else "starting",
+                 step.reason, run_dir)
+        manifest = _train_stage(recipe, stage, layout, step, fingerprints, vision, tools.train, tools.commit)
         log.info("stage %s: finished, %d steps in %.0f s", stage.name, manifest["steps"], manifest["wall_s"])
-    return steps
+        if self.archive is not None:
+            _archive(run_dir, self.archive / stage.name)
+
+
+def _archive(run_dir: Path, out: Path) -> None:
+    """Copy a finished run's final model and manifest to `out` (replacing what is there), via a temporary
+    directory renamed into place."""
+    final = final_checkpoint(run_dir)
+    assert final is not None, f"{run_dir} has not finished"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        shutil.copytree(final / "model", tmp / "model")
+        shutil.copy2(run_dir / MANIFEST, tmp / MANIFEST)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("stage %s: archived in %s", run_dir.name, out)
+
+
+def _restore(archived: Path, run_dir: Path) -> None:
+    """Rebuild a finished run dir from its archive: the model as its final checkpoint, and the manifest (noting
+    where it came from)."""
+    manifest = read_json(archived / MANIFEST)
+    assert manifest is not None
+    checkpoint = run_dir / "checkpoints" / f"step-{manifest['steps']:08d}"
+    shutil.copytree(archived / "model", checkpoint / "model")
+    mark_final(run_dir, checkpoint)
+    write_json(run_dir / MANIFEST, {**manifest, "final_checkpoint": str(checkpoint), "restored_from": str(archived)})
 
 
 def init_checkpoint(recipe: Recipe, layout: Layout, stage: StageSpec) -> str:
