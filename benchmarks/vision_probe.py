@@ -28,12 +28,16 @@ names. It is what the simulator's ground truth gives the workcell.
 With --prefix-attention bidirectional (chunk head only) the patches and the instruction attend to each other (a
 prefix-LM; VLAConfig.prefix_attention): with --attention-loss, `binding` then learns within a few hundred steps.
 
+With --vision-init DIR the vision backbone starts from `clearvla pretrain-vision`'s weights (trained on workcell
+renders, not on these squares) instead of random ones: pretrained against from scratch at equal steps.
+
 With --batch-size N the steps take N frames: the plateau before attention finds the square is counted in steps, not
 frames, so small batches get past it in less time (the default model's recipe trains with 8).
 
 Run: .venv/bin/python benchmarks/vision_probe.py [--steps 300] [--head chunk|tokens] [--llm-only gated|additive]
-     [--patch-loss 1.0] [--attention-loss 1.0] [--prefix-attention bidirectional] [--batch-size 8]
-  ->  benchmarks/results/vision_probe_<tasks>[_patch_loss][_attention_loss][_bidirectional][_bsN].json (vision_probe_llm_only_*.json with --llm-only)
+     [--patch-loss 1.0] [--attention-loss 1.0] [--prefix-attention bidirectional] [--batch-size 8] [--vision-init DIR]
+  ->  benchmarks/results/vision_probe_<tasks>[_patch_loss][_attention_loss][_bidirectional][_bsN][_sidesA-B]
+      [_vision_init].json (vision_probe_llm_only_*.json with --llm-only)
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,6 +59,7 @@ from clearvla.train import objectives
 from clearvla.train.build import PATCH_DECODER_RESOLUTION
 from clearvla.train.config import ObjectiveOptions
 from clearvla.train.metrics import action_metrics
+from clearvla.train.vision_pretrain import load_vision_init
 
 SIZE = 128
 STATS = {"probe": {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "mask": [True] * 7}}}
@@ -142,7 +148,8 @@ def synthetic_prefix(vla: VLA, mode: str, seed: int):
 
 def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, patch_size: int,
         llm_only: str | None = None, patch_loss: float = 0.0, batch_size: int = 32,
-        attention_loss: float = 0.0, prefix_attention: str = "causal", sides: tuple[int, int] = (8, 10)) -> list[dict]:
+        attention_loss: float = 0.0, prefix_attention: str = "causal", sides: tuple[int, int] = (8, 10),
+        vision_init: Path | None = None) -> list[dict]:
     torch.manual_seed(seed)
     chunk = 1 if head == "chunk" else 0
     if (attention_loss or prefix_attention != "causal") and not chunk:
@@ -152,6 +159,8 @@ def run(task: str, head: str, steps: int, lr: float, log_every: int, seed: int, 
     vla = VLA.from_config("tiny", image_size=SIZE, seed=seed, norm_stats=STATS, action_chunk=chunk, vision=vision,
                           patch_decoder=decoder, slot_embeddings=bool(attention_loss),
                           prefix_attention=prefix_attention).train()
+    if vision_init is not None:
+        load_vision_init(vla.vision_backbone, vision_init)
     if llm_only:
         vla.prefix = synthetic_prefix(vla, llm_only, seed)
     weights = ObjectiveOptions(patch_loss=patch_loss, attention_loss=attention_loss)
@@ -206,11 +215,14 @@ def main() -> None:
     parser.add_argument("--sides", type=int, nargs=2, default=(8, 10), metavar=("SMALL", "LARGE"),
                         help="size task: the two squares' sides in px (default 8 10)")
     parser.add_argument("--patch-loss", type=float, default=0.0, help="weight of the patch-reconstruction loss (0: off)")
+    parser.add_argument("--vision-init", type=Path, default=None,
+                        help="start the vision backbone from a `clearvla pretrain-vision` directory")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tasks = ("location",) if args.llm_only else tuple(args.tasks)
     results = {task: run(task, args.head, args.steps, args.lr, args.log_every, args.seed, args.patch_size, args.llm_only,
-                         args.patch_loss, args.batch_size, args.attention_loss, args.prefix_attention, tuple(args.sides))
+                         args.patch_loss, args.batch_size, args.attention_loss, args.prefix_attention, tuple(args.sides),
+                         args.vision_init)
                for task in tasks}
     summary = {task: float(np.mean([h.get("held_out_xy_l1", h["xy_l1"]) for h in rows[-4:]])) for task, rows in results.items()}
     name = f"vision_probe_llm_only_{args.llm_only}" if args.llm_only else "_".join(["vision_probe", *tasks] + (["patch_loss"] if args.patch_loss else []))
@@ -218,8 +230,9 @@ def main() -> None:
     name += f"_{args.prefix_attention}" if args.prefix_attention != "causal" else ""
     name += f"_bs{args.batch_size}" if args.batch_size != 32 else ""
     name += f"_sides{args.sides[0]}-{args.sides[1]}" if "size" in tasks else ""
+    name += "_vision_init" if args.vision_init else ""
     path = write_result(name, {"preset": "tiny", "image_size": SIZE, "patch_size": args.patch_size, "head": args.head,
-                               "lr": args.lr, "llm_only": args.llm_only, "patch_loss": args.patch_loss, "attention_loss": args.attention_loss, "prefix_attention": args.prefix_attention, "batch_size": args.batch_size, "sides": list(args.sides), "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
+                               "lr": args.lr, "llm_only": args.llm_only, "patch_loss": args.patch_loss, "attention_loss": args.attention_loss, "prefix_attention": args.prefix_attention, "batch_size": args.batch_size, "sides": list(args.sides), "vision_init": str(args.vision_init or ""), "constant_l1": CONSTANT_L1, "final_xy_l1": summary, **results})
     print(f"\nfinal xy L1 (held-out when logged; mean of the last 4 logs; constant prediction ~{CONSTANT_L1}): {summary}\nwrote {path}")
 
 
