@@ -144,3 +144,15 @@ def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_native_bf16(tmp_path, m
         assert loop.bf16_autocast("auto", cpu) is native
         assert loop.bf16_autocast("auto", cuda) and loop.bf16_autocast("bf16", cpu)
         assert not loop.bf16_autocast("fp32", cpu) and not loop.bf16_autocast("fp32", cuda)
+
+
+def test_bf16_asked_for_on_a_cpu_without_it_is_used_with_a_warning(monkeypatch, caplog):
+    from clearvla.train import loop
+
+    cpu = torch.device("cpu")
+    for native, warned in ((False, True), (True, False)):
+        caplog.clear()
+        monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native)
+        with caplog.at_level("WARNING", logger="clearvla.train.loop"):
+            assert loop.bf16_autocast("bf16", cpu)
+        assert ("without native bf16" in caplog.text) is warned

@@ -56,9 +56,13 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 
 def bf16_autocast(precision: str, device: torch.device) -> bool:
-    """`precision` auto: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere."""
+    """`precision` auto: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere. bf16 asked for on a CPU without
+    native bf16 is used, with a warning: emulated, it trains many times slower than fp32."""
     if precision == "auto":
         return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        log.warning("precision bf16 on a CPU without native bf16 (no avx512_bf16 / amx_bf16 in /proc/cpuinfo): "
+                    "emulated, it runs many times slower than fp32; precision auto picks the faster one")
     return precision == "bf16"
 
 
