@@ -67,9 +67,6 @@ def pretrain_to(out: Path, settings: PretrainSettings, scenes: range, cameras: t
     from clearvla.train.vision_pretrain import pretrain_vision, save_vision
 
     cameras = check_cameras(cameras)
-    if settings.steps < 1 or settings.batch_size < 1:
-        raise ConfigError(f"pretrain-vision: steps and batch size must be positive, got {settings.steps} and "
-                          f"{settings.batch_size}")
     with tqdm(total=len(scenes), desc="render", unit="scene") as bar:
         frames = render_labelled_frames(scenes, image_size=settings.image_size, cameras=cameras, progress=bar.update)
     bar = tqdm(total=settings.steps, desc="pretrain-vision", unit="step")

@@ -167,17 +167,18 @@ class _Walk:
         made = spec is not None and layout.vision(spec.name).is_dir()
         vision = {spec.name: fingerprint(_checked_backbone(layout, spec))} if made else {}
         action, reason = decide(run_dir, key, present, vision)
-        if action == "run" and self._archived(name) is not None:
-            action, reason = "restore", f"archived in {self._archived(name)}"
+        archived = self._archived(name) if action == "run" else None
+        if archived is not None:
+            action, reason = "restore", f"archived in {archived}"
         init = stage.init if stage.init in recipe.stages else None
         done = action in ("skip", "restore")
         if init is not None and self.resolve(init, wanted=not done) and done:
             action, reason = "rerun", f"stage {init} before it trains again"
         if action in ("skip", "restore"):
-            if action == "restore" and self.tools is not None:
-                _restore(self._archived(name), run_dir)
-                log.info("stage %s: restored from %s", name, self._archived(name))
-            else:
+            if self.tools is not None and archived is not None and action == "restore":
+                _restore(archived, run_dir)
+                log.info("stage %s: restored from %s", name, archived)
+            elif self.tools is not None:
                 log.info("stage %s: skipped, %s", name, reason)
             self.steps[name] = Step(name, action, reason, key)
             return False

@@ -114,8 +114,8 @@ class VisionSpec:
         default = PretrainSettings()
         for f in dataclasses.fields(self.settings):
             value = getattr(self.settings, f.name)
-            args += [f"--{f.name.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)] \
-                if value != getattr(default, f.name) else []
+            if value != getattr(default, f.name):
+                args += [f"--{f.name.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
         return shlex.join(args)
 
     def describe(self) -> dict[str, Any]:
@@ -238,8 +238,7 @@ def _dataset(name: str, spec: Any, record: dict[str, Any], path: Path) -> Datase
 def _vision(name: str, spec: Any, path: Path) -> VisionSpec:
     """A `vision:` entry: `scenes` (required), `first_scene`, `cameras` and PretrainSettings fields, each checked
     (values of a setting's type, positive counts, train-suite scenes, known cameras)."""
-    from clearvla.sim.env import check_cameras
-    from clearvla.sim.env import DEFAULT_CAMERAS
+    from clearvla.sim.env import DEFAULT_CAMERAS, check_cameras
     from clearvla.sim.vision_labels import check_scenes
     from clearvla.train.vision_pretrain import PretrainSettings
 
@@ -262,8 +261,6 @@ def _vision(name: str, spec: Any, path: Path) -> VisionSpec:
         raise ConfigError(f"{where}: `scenes` (a positive number of scenes) is required, and first_scene is a number")
     if not isinstance(cameras, list) or not cameras or not all(isinstance(c, str) for c in cameras):
         raise ConfigError(f"{where}: cameras must be a list of camera names, got {cameras!r}")
-    if settings.get("steps", 1) < 1 or settings.get("batch_size", 1) < 1:
-        raise ConfigError(f"{where}: steps and batch_size must be positive")
     try:
         check_scenes(range(first, first + scenes))
         return VisionSpec(name, scenes, first, check_cameras(cameras), PretrainSettings(**settings))

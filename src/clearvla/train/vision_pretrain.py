@@ -58,6 +58,11 @@ class PretrainSettings:
     precision: str = "auto"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError(f"steps and batch_size must be positive, got {self.steps} and "
+                              f"{self.batch_size}")
+
 
 class PatchHeads(nn.Module):
     """Linear heads on patch features [B, P, D]: logits per label vocabulary, object-vs-background, xy, larger,
