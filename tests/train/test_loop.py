@@ -156,3 +156,12 @@ def test_bf16_asked_for_on_a_cpu_without_it_is_used_with_a_warning(monkeypatch, 
         with caplog.at_level("WARNING", logger="clearvla.train.loop"):
             assert loop.bf16_autocast("bf16", cpu)
         assert ("without native bf16" in caplog.text) is warned
+
+
+def test_validation_runs_every_eval_every_steps_whatever_log_every_is(tmp_path):
+    cfg = _run(tmp_path, max_steps=6, save_every=6, log_every=4, eval_every=3, eval_batches=1)
+    model = apply_mode(_model(), cfg.mode)
+    history = train(model, lambda start: synthetic.batches(model, start, cfg.batch_size), cfg,
+                    val_batches=lambda: synthetic.batches(model, 0, cfg.batch_size))
+    assert [h["step"] for h in history] == [3, 4, 6]
+    assert ["val_loss" in h for h in history] == [True, False, True]

@@ -131,8 +131,11 @@ def train(
         model.train()
         window_start, window_samples = time.perf_counter(), 0
         while step < optim.max_steps:
-            # Metrics cost a device sync and an argmax over all logits: only for steps that are logged.
-            logged = (step + 1) % run.log_every == 0 or step + 1 == optim.max_steps
+            # Metrics cost a device sync and an argmax over all logits: only for steps that are logged, which
+            # include every validation step.
+            last = step + 1 == optim.max_steps
+            validated = bool(run.eval_every) and val_batches is not None and ((step + 1) % run.eval_every == 0 or last)
+            logged = (step + 1) % run.log_every == 0 or last or validated
             metrics, seen = _step(model, vla, batches, cfg, logged)
             window_samples += seen * dist.world_size
             if optim.clip_grad_norm > 0:
@@ -148,7 +151,7 @@ def train(
             if logged:
                 metrics["samples_per_s"] = window_samples / (time.perf_counter() - window_start)
                 window_start, window_samples = time.perf_counter(), 0
-                if run.eval_every and val_batches is not None and (step % run.eval_every == 0 or step == optim.max_steps):
+                if validated:
                     metrics.update({f"val_{k}": v for k, v in evaluate(model, vla, val_batches(), cfg, vla.device).items()})
                 history.append({"step": step, **metrics})
                 if writer is not None:
