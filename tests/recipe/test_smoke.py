@@ -49,14 +49,14 @@ def test_a_broken_init_or_a_missing_dataset_stops_the_smoke_run_before_it_starts
 def test_a_recipe_with_a_pretrained_backbone_pretrains_it_then_trains_from_it(tmp_path: Path, capsys) -> None:
     recipe = RECIPE.parent / "vision_init.yaml"
     assert main(["recipe", "run", str(recipe), "--smoke", "--run-root", str(tmp_path)]) == 0
-    assert "scratch trained, frozen trained, pretrained trained" in capsys.readouterr().out
+    assert "frozen trained, slow trained, scratch trained" in capsys.readouterr().out
     backbone = tmp_path / "vision" / "objects"
     assert json.loads((backbone / "vision.json").read_text())["settings"]["image_size"] == 32
-    manifest = json.loads((tmp_path / "vision_init" / "pretrained" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "vision_init" / "slow" / "manifest.json").read_text())
     assert manifest["config"]["vision_init"] == str(backbone) and set(manifest["vision"]) == {"objects"}
     assert json.loads((tmp_path / "vision_init" / "scratch" / "manifest.json").read_text())["vision"] == {}
     pretrained = read_vision(backbone)
-    for stage, kept in (("frozen", True), ("pretrained", False)):
+    for stage, kept in (("frozen", True), ("slow", False)):
         final = tmp_path / "vision_init" / stage / "checkpoints" / "step-00000002" / "model"
         trained = VLA.from_pretrained(final).vision_backbone.state_dict()
         same = all(torch.equal(trained[name].float(), tensor.float()) for name, tensor in pretrained.items())

@@ -6,7 +6,7 @@ import torch
 
 import synthetic
 from clearvla.train.config import TrainConfig
-from clearvla.errors import CheckpointError
+from clearvla.errors import CheckpointError, ConfigError
 from clearvla.models.vla import VLA
 from clearvla.train.checkpointing import checkpoint_dirs
 from clearvla.train.loop import train
@@ -165,3 +165,29 @@ def test_validation_runs_every_eval_every_steps_whatever_log_every_is(tmp_path):
                     val_batches=lambda: synthetic.batches(model, 0, cfg.batch_size))
     assert [h["step"] for h in history] == [3, 4, 6]
     assert ["val_loss" in h for h in history] == [True, False, True]
+
+
+def _moved(before: dict, module: torch.nn.Module, prefix: str) -> float:
+    return max((p.detach() - before[f"{prefix}.{n}"]).abs().max().item() for n, p in module.named_parameters())
+
+
+def test_vision_lr_scale_slows_only_the_backbone_and_resumes(tmp_path):
+    moved = {}
+    for scale in (1.0, 0.01):
+        model = _model()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        _fit(_run(tmp_path / str(scale), max_steps=3, save_every=3, vision_lr_scale=scale, clip_grad_norm=0), model)
+        moved[scale] = (_moved(before, model.vision_backbone, "vision_backbone"),
+                        _moved(before, model.projector, "projector"))
+    # Adam steps scale with the rate: the backbone moves ~100x less, the projector as far as at scale 1
+    assert moved[0.01][0] < 0.05 * moved[1.0][0]
+    assert moved[0.01][1] == pytest.approx(moved[1.0][1], rel=0.2)
+    _, straight = _fit(_run(tmp_path / "a", vision_lr_scale=0.1))
+    _fit(_run(tmp_path / "b", max_steps=4, vision_lr_scale=0.1))
+    _, resumed = _fit(replace(_run(tmp_path / "b", vision_lr_scale=0.1), resume=True))
+    assert [h["loss"] for h in resumed] == [h["loss"] for h in straight[4:]]
+
+
+def test_vision_lr_scale_must_be_positive():
+    with pytest.raises(ConfigError, match="vision_lr_scale must be > 0.*frozen-vision"):
+        TrainConfig(vision_lr_scale=0)

@@ -145,6 +145,9 @@ class OptimOptions:
     """Peak learning rate; default 5e-4 for LoRA and 2e-5 otherwise (OpenVLA's recipes)."""
     weight_decay: float = 0.0
     """AdamW weight decay (OpenVLA: none)."""
+    vision_lr_scale: float = 1.0
+    """Multiplies the learning rate (and its schedule) of the vision backbone's trainable parameters: below 1, a
+    pretrained backbone (`vision_init`) adapts slowly while the rest learns at `lr`; `mode: frozen-vision` is 0."""
     schedule: str = "constant"
     """constant (OpenVLA) | cosine (after warmup)."""
     warmup_steps: int = 0
@@ -170,6 +173,9 @@ class OptimOptions:
         for name in ("batch_size", "grad_accum", "max_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.vision_lr_scale > 0:
+            raise ConfigError(f"vision_lr_scale must be > 0 (to keep the backbone fixed, use mode: frozen-vision), "
+                              f"got {self.vision_lr_scale}")
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,8 @@ def train(
     assert has_adapters == (cfg.model.mode == "lora"), f"mode {cfg.model.mode!r} does not match the model; call apply_mode first"
     with objectives.attention_implementation(vla, cfg.objectives):
         model = wrap(vla)
-        optimizer = build_optimizer(model, cfg.learning_rate, optim.weight_decay)
+        optimizer = build_optimizer(model, cfg.learning_rate, optim.weight_decay, vla.vision_backbone,
+                                    optim.vision_lr_scale)
         scheduler = build_scheduler(optimizer, optim.schedule, optim.warmup_steps, optim.max_steps)
         step, samples = _resume(cfg, run_dir, model, vla, optimizer, scheduler, dist)
         writer = _start_run(cfg, run_dir, vla, step) if dist.is_main else None
