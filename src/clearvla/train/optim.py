@@ -19,10 +19,7 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, vision_bac
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the training mode leaves no parameter trainable")
-    scaled = set() if vision_backbone is None or vision_lr_scale == 1.0 else {
-        id(p) for p in vision_backbone.parameters() if p.requires_grad}
-    if not scaled:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scaled = set() if vision_backbone is None or vision_lr_scale == 1.0 else {id(p) for p in vision_backbone.parameters()}
     groups = [{"params": [p for p in params if id(p) not in scaled], "lr": lr},
               {"params": [p for p in params if id(p) in scaled], "lr": lr * vision_lr_scale}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
