@@ -4,14 +4,15 @@ step budget, then played where it was adapted.
 The paper's setting: a model pretrained on one distribution (--init, e.g. the shipped default model, trained on the
 train suite) is fine-tuned on demonstrations of another (--data, e.g. semantic-suite episodes 100-199: colours and
 part names it never saw) and evaluated on other episodes of that suite (--suite, --start, --episodes). The first row
-is --init itself, not fine-tuned. Per mode (full, last-layer, frozen-vision, sandwich, LoRA r=32): trainable
+is --init itself, not fine-tuned. A held-out task instead of a held-out suite: --init trained on a recording made
+with `sim record --tasks pick place push`, --data recorded with `--tasks stack`, played with --tasks stack. Per mode (full, last-layer, frozen-vision, sandwich, LoRA r=32): trainable
 parameters, peak RAM of the training process tree, samples/s, the last validation L1 of the first action (chunk
 models) or action-token accuracy (token models), and closed-loop success with a Wilson 95% interval. Each mode trains
 in its own process (`clearvla train --config CONFIG`, which must give the inputs --init reads), so RAM is per mode.
 
 Run: .venv/bin/python benchmarks/finetune_modes.py --init src/clearvla/assets/default_model \\
        --config configs/finetune_semantic.yaml --data runs/data/workcell_semantic_100 --suite semantic \\
-       --start 0 --episodes 100 [--steps 500] [--modes full lora] [--name N]
+       --start 0 --episodes 100 [--tasks stack] [--steps 500] [--modes full lora] [--name N]
   ->  benchmarks/results/finetune_modes.json (or N.json)
 """
 
@@ -71,7 +72,7 @@ def last_validation(history: list[dict]) -> dict[str, float]:
 def evaluate(clearvla: list[str], checkpoint: Path, args: argparse.Namespace, out: Path) -> dict:
     subprocess.run([*clearvla, "eval", "--checkpoint", str(checkpoint), "--suite", args.suite, "--start",
                     str(args.start), "--episodes", str(args.episodes), "--workers", str(args.workers), "--videos",
-                    "none", "--out", str(out)], check=True,
+                    "none", "--out", str(out), *(["--tasks", *args.tasks] if args.tasks else [])], check=True,
                    env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
     suite = json.loads((out / "report.json").read_text())["suites"][0]
     return {"success": suite["success_rate"], "ci95": suite["ci95"], "episodes": suite["episodes"],
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--suite", required=True, help="suite the success column is measured on")
     parser.add_argument("--start", type=int, default=0, help="first episode of --suite played (none of --data's)")
     parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                        help="play only --suite episodes of these tasks (e.g. the task --init was pretrained without)")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of every mode but LoRA")
     parser.add_argument("--lora-lr", type=float, default=5e-4, help="LoRA's peak learning rate (OpenVLA's)")
@@ -118,7 +121,7 @@ def main() -> None:
                      "paper_success_pct": PAPER[mode]})
         print(rows[-1], flush=True)
     path = write_result(args.name, {"init": args.init, "config": str(args.config), "data": args.data,
-                                    "suite": args.suite, "start": args.start, "steps": args.steps, "lr": args.lr,
+                                    "suite": args.suite, "start": args.start, "tasks": args.tasks, "steps": args.steps, "lr": args.lr,
                                     "lora_lr": args.lora_lr, "rows": rows})
     print(f"\n| mode | trainable | peak RAM | samples/s | val first-action L1 | {args.suite} success (95% CI) | paper |")
     print("|---|---|---|---|---|---|---|")

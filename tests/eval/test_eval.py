@@ -89,6 +89,19 @@ def test_start_picks_episodes_past_the_recorded_ones(checkpoint, tmp_path):
     assert [r["index"] for r in report["results"]] == [4321]
 
 
+def test_tasks_plays_only_those_tasks_episodes(checkpoint, tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(checkpoint), "--suite", "train", "--episodes", "2", "--start", "4000",
+                 "--tasks", "stack", "--workers", "1", "--out", str(tmp_path), "--videos", "none"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())["suites"][0]
+    assert [(r["index"], r["task"]) for r in report["results"]] == [(4002, "stack"), (4006, "stack")]
+    with pytest.raises(ConfigError, match=r"has episodes 0\.\.4999 \(249 of them stack from 4003\); asked for 250"):
+        evaluate_suite(checkpoint, "train", 250, start=4003, tasks=["stack"])
+    assert main(["eval", "--checkpoint", str(checkpoint), "--suite", "train", "--tasks", "lift"]) == 2
+    assert "unknown task(s) 'lift'" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(checkpoint), "--benchmark", "libero_spatial", "--tasks", "stack"]) == 2
+    assert "--benchmark --tasks takes task ids (integers), got stack" in capsys.readouterr().err
+
+
 def test_video_frames_keep_one_size_before_and_after_the_first_action():
     import numpy as np
 

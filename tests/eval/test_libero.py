@@ -120,7 +120,7 @@ def test_benchmark_and_suite_together_is_an_error(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--benchmark", "libero_10", "--episodes", "3"], "--episodes apply to --suite"),
     (["--benchmark", "libero_10", "--image-size", "128"], "--image-size apply to --suite"),
-    (["--suite", "train", "--tasks", "0"], "--tasks apply to --benchmark"),
+    (["--suite", "train", "--tasks", "0"], "unknown task(s) '0'; tasks: pick, place, stack, push"),  # names here
     (["--trials-per-task", "5"], "--trials-per-task apply to --benchmark"),
 ])
 def test_options_of_the_other_mode_are_errors(tmp_path, capsys, argv, message):

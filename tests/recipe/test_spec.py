@@ -49,6 +49,9 @@ def test_a_recording_names_its_cameras_and_the_episodes_it_may_play(tmp_path: Pa
     record = load_recipe(_write(tmp_path, text)).datasets["demos"].record
     assert (record.stop, record.cameras) == (4000, ("image_top", "wrist_image"))
     assert "--stop 4000 --cameras image_top wrist_image" in record.command(tmp_path / "d")
+    held_out = GOOD.replace("demos: {episodes: 2}", "demos: {episodes: 2, tasks: [pick, place, push]}")
+    record = load_recipe(_write(tmp_path, held_out)).datasets["demos"].record
+    assert record.tasks == ("pick", "place", "push") and "--tasks pick place push" in record.command(tmp_path / "d")
 
 
 def test_smoke_makes_every_stage_and_recording_tiny(tmp_path: Path) -> None:
@@ -72,6 +75,7 @@ def test_smoke_makes_every_stage_and_recording_tiny(tmp_path: Path) -> None:
     (("lr: 0.0005", "run_dir: x"), r"stage second: field 'run_dir' cannot be set here"),
     (("{episodes: 2}", "{episodes: 2, wrist_camera: false}"), r"dataset demos: unknown `sim record` option\(s\) wrist_camera"),
     (("{episodes: 2}", "{seed: 1}"), r"dataset demos: .*`episodes` is required"),
+    (("{episodes: 2}", "{episodes: 2, tasks: [pick, stak]}"), r"dataset demos: unknown task\(s\) 'stak'; tasks: pick"),
     (("init: tiny, datasets: [demos]", "init: tiny, datasets: [demos], vision_init: workcel"),
      r"stage first: vision_init 'workcel' is neither an entry of `vision:`"),
     (("stages:", "vision:\n  workcell: {scenes: 2, step: 3}\nstages:"),

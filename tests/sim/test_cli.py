@@ -64,6 +64,18 @@ def test_stop_bounds_the_episodes_played(tmp_path, caplog) -> None:
     assert main([*args[:-5], "--stop", "3", "--out", str(tmp_path / "empty")]) == 2  # stop must come after start
 
 
+def test_tasks_records_only_those_tasks_episodes(tmp_path) -> None:
+    """--tasks holds the other tasks out, e.g. a model's data without stack to fine-tune on stack later."""
+    lerobot = pytest.importorskip("clearvla.data.formats.lerobot")
+    out = tmp_path / "push"
+    args = ["sim", "record", "--episodes", "2", "--tasks", "push", "--image-size", "32", "--no-wrist"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert [(ep.metadata["index"], ep.metadata["task"]) for ep in lerobot.read_lerobot(out)] == [(3, "push"), (7, "push")]
+    with pytest.raises(SystemExit, match="2"):  # not a task: argparse lists the choices
+        main([*args[:-5], "--tasks", "lift", "--out", str(tmp_path / "bad")])
+    assert main([*args, "--start", "4", "--stop", "6", "--out", str(tmp_path / "none")]) == 2  # no push in 4..5
+
+
 @pytest.mark.parametrize("suffix", [".gif", ".mp4"])
 def test_video(tmp_path, suffix: str) -> None:
     out = tmp_path / f"ep{suffix}"

@@ -33,6 +33,15 @@ def test_episode_lists_are_fixed_and_balanced() -> None:
         suites.episode("nope", 0)
 
 
+def test_a_task_filter_picks_that_tasks_episodes_in_order() -> None:
+    """`sim record --tasks` and `eval --tasks` hold a task out of training, or play only it."""
+    assert suites.indices("train", 4000, 4010, ["stack"]) == [4002, 4006]
+    assert suites.indices("semantic", 0, 6) == list(range(6))
+    assert all(suites.episode("train", i).task != "stack" for i in suites.indices("train", 0, 400, ["pick", "place", "push"]))
+    with pytest.raises(ConfigError, match=r"unknown task\(s\) 'lift'; tasks: pick, place, stack, push"):
+        suites.indices("train", tasks=["pick", "lift"])
+
+
 @pytest.mark.parametrize("suite", suites.SUITES)
 def test_instructions_name_the_intended_part(suite: str) -> None:
     for s in setups(suite, 12):

@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "`clearvla sim record --episodes 3000` never showed the model")
     p.add_argument("--trials-per-task", type=int, default=None,
                    help=f"--benchmark: trials per task, the first N fixed initial states (default {TRIALS_PER_TASK})")
-    p.add_argument("--tasks", type=int, nargs="+", default=None, metavar="ID", help="--benchmark: only these task ids (quick runs)")
+    p.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                   help="only these tasks: --suite task names (pick place stack push; --episodes then counts episodes "
+                        "of these tasks from --start), --benchmark task ids (quick runs)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="--benchmark: override the suite's step limit (quick checks; results are then not comparable)")
     p.add_argument("--workers", type=int, default=2, help="parallel worker processes")
@@ -57,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def check_options(args: argparse.Namespace) -> None:
     """Options that belong to the other mode (--suite vs --benchmark) are errors, not silently ignored."""
     if args.benchmark is None:
-        given = {"--trials-per-task": args.trials_per_task, "--tasks": args.tasks, "--max-steps": args.max_steps}
+        given = {"--trials-per-task": args.trials_per_task, "--max-steps": args.max_steps}
         mode = "--benchmark"
     else:
         check_benchmark(args.benchmark)
@@ -97,11 +99,22 @@ def eval_jobs(args: argparse.Namespace, out: Path) -> list[EvalJob]:
     common = dict(workers=args.workers, out_dir=out, videos=args.videos)
     if args.benchmark is not None:
         trials = TRIALS_PER_TASK if args.trials_per_task is None else args.trials_per_task
-        return [libero_job(source, args.benchmark, trials_per_task=trials, tasks=args.tasks, max_steps=args.max_steps,
-                           **common)]
+        return [libero_job(source, args.benchmark, trials_per_task=trials, tasks=_task_ids(args.tasks),
+                           max_steps=args.max_steps, **common)]
     episodes = EPISODES if args.episodes is None else args.episodes
-    return [workcell_job(source, suite, episodes, start=args.start or 0, image_size=args.image_size, **common)
+    return [workcell_job(source, suite, episodes, start=args.start or 0, image_size=args.image_size, tasks=args.tasks,
+                         **common)
             for suite in args.suite or ["train"]]
+
+
+def _task_ids(tasks: list[str] | None) -> list[int] | None:
+    """--benchmark's --tasks as LIBERO task ids."""
+    if tasks is None:
+        return None
+    bad = [t for t in tasks if not t.isdigit()]
+    if bad:
+        raise ConfigError(f"--benchmark --tasks takes task ids (integers), got {', '.join(bad)}")
+    return [int(t) for t in tasks]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         record(spec.suite, spec.episodes, out, image_size=spec.image_size, seed=spec.seed, start=spec.start,
                stop=spec.stop, wrist_camera=spec.wrist, cameras=spec.cameras, workers=spec.workers,
                step_noise=spec.step_noise,
-               random_start=not spec.home_start, handover=handover, handover_window=spec.handover_window)
+               random_start=not spec.home_start, handover=handover, handover_window=spec.handover_window,
+               tasks=spec.tasks)
 
     def pretrain_backbone(spec: VisionSpec, out: Path) -> None:
         from clearvla.commands.pretrain_vision import pretrain_to

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 SUITE_HELP = "suite name: train, visual, motion, physical, semantic, ambiguous"
 CAMERA_CHOICES = ("image", "wrist_image", "image_top")  # sim.scene.CAMERAS' keys (not imported: keeps --help fast)
+TASK_CHOICES = ("pick", "place", "stack", "push")  # sim.tasks.TASKS (not imported: keeps --help fast)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--stop", type=int, default=None,
                    help="play only suite episodes before this index (default: the suite's end), e.g. 4000 to keep "
                         "train 4000-4999 unseen however many the expert fails")
+    r.add_argument("--tasks", nargs="+", choices=TASK_CHOICES, default=None, metavar="TASK",
+                   help="play only episodes of these tasks, from pick place stack push (default: all), e.g. to hold "
+                        "stack out of a model's data and fine-tune on it later")
     r.add_argument("--no-wrist", action="store_true", help="record only the third-person camera")
     r.add_argument("--cameras", nargs="+", choices=CAMERA_CHOICES, default=None, metavar="CAMERA",
                    help="cameras to record, from image (front), wrist_image (gripper), image_top (overhead, "
@@ -82,7 +86,8 @@ def run_record(args: argparse.Namespace) -> int:
                     stop=args.stop, wrist_camera=not args.no_wrist,
                     cameras=None if args.cameras is None else tuple(args.cameras),
                     workers=args.workers, step_noise=args.step_noise,
-                    random_start=not args.home_start, handover=args.handover, handover_window=args.handover_window)
+                    random_start=not args.home_start, handover=args.handover, handover_window=args.handover_window,
+                    tasks=None if args.tasks is None else tuple(args.tasks))
     print(f"wrote {report.written} episodes ({report.attempted} attempted) to {report.out}")
     return 0
 

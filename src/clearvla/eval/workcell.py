@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from clearvla.errors import ConfigError
@@ -62,19 +63,22 @@ class _WorkcellPlayer:
 
 
 def workcell_job(source: PolicySource, suite: str, episodes: int, *, start: int = 0, image_size: int | None = None,
-                 workers: int = 2, out_dir: Path | None = None, videos: str = "failures") -> EvalJob:
-    """The job for episodes start .. start + episodes - 1 of `suite` (a fixed list). `image_size` defaults to the
-    policy's input size. Raises ConfigError for an unknown suite or episodes beyond its list (and what
-    `inspect_policy` raises for the source)."""
+                 tasks: Sequence[str] | None = None, workers: int = 2, out_dir: Path | None = None,
+                 videos: str = "failures") -> EvalJob:
+    """The job for the first `episodes` episodes of `suite` (a fixed list) from index `start` whose task is one of
+    `tasks` (None: every task, so start .. start + episodes - 1). `image_size` defaults to the policy's input size.
+    Raises ConfigError for an unknown suite or task, or episodes beyond its list (and what `inspect_policy` raises
+    for the source)."""
     from clearvla.sim import suites
 
     suites.check_suite(suite)
     available = len(suites.episodes(suite))
-    if episodes < 1 or not 0 <= start <= available - episodes:
-        raise ConfigError(f"suite {suite!r} has episodes 0..{available - 1}; asked for {episodes} from {start}")
+    chosen = suites.indices(suite, start, None, tasks)[:episodes] if 0 <= start < available else []
+    if episodes < 1 or len(chosen) < episodes:
+        which = "" if tasks is None else f" ({len(chosen)} of them {'/'.join(tasks)} from {max(start, 0)})"
+        raise ConfigError(f"suite {suite!r} has episodes 0..{available - 1}{which}; asked for {episodes} from {start}")
     target = WorkcellTarget(suite, image_size or inspect_policy(source).image_size)
-    return EvalJob(source, target, tuple(range(start, start + episodes)), workers,
-                   None if out_dir is None else str(out_dir), videos)
+    return EvalJob(source, target, tuple(chosen), workers, None if out_dir is None else str(out_dir), videos)
 
 
 def evaluate_suite(
@@ -83,6 +87,7 @@ def evaluate_suite(
     episodes: int,
     *,
     start: int = 0,
+    tasks: Sequence[str] | None = None,
     workers: int = 2,
     image_size: int | None = None,
     unnorm_key: str | None = None,
@@ -98,12 +103,12 @@ def evaluate_suite(
     server: str | None = None,
     token: str | None = None,
 ) -> SuiteReport:
-    """Success of a checkpoint (or, instead, of a `server` URL with its `token`) on episodes start .. start +
-    episodes - 1 of `suite`, with `workers` processes; failure videos go to out_dir/videos. The policy options
+    """Success of a checkpoint (or, instead, of a `server` URL with its `token`) on the first `episodes` episodes of
+    `suite` from `start` whose task is one of `tasks` (None: all), with `workers` processes; failure videos go to out_dir/videos. The policy options
     are PolicySource's (infer/loading.py), applied in every worker."""
     source = PolicySource(None if checkpoint is None else str(checkpoint), server, token=token, unnorm_key=unnorm_key,
                           center_crop=center_crop, dtype=dtype, quantize=quantize,
                           action_tokens_only=action_tokens_only, execute=execute, ensemble=ensemble)
-    job = workcell_job(source, suite, episodes, start=start, image_size=image_size, workers=workers, out_dir=out_dir,
-                       videos=videos)
+    job = workcell_job(source, suite, episodes, start=start, image_size=image_size, tasks=tasks, workers=workers,
+                       out_dir=out_dir, videos=videos)
     return evaluate(job, on_episode)

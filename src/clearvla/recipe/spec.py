@@ -65,6 +65,8 @@ class RecordSpec:
     handover: str | None = None
     """A stage of the recipe whose final checkpoint acts first; the expert finishes (DAgger-style)."""
     handover_window: tuple[float, float] = (0.0, 0.5)
+    tasks: tuple[str, ...] | None = None
+    """None: every task."""
 
     def command(self, out: Path, handover_checkpoint: Path | None = None) -> str:
         """The equivalent `clearvla sim record` command line, writing to `out`."""
@@ -77,6 +79,7 @@ class RecordSpec:
         args += [] if self.step_noise is None else ["--step-noise", f"{self.step_noise:g}"]
         args += ["--workers", str(self.workers)] if self.workers != 1 else []
         args += ["--home-start"] if self.home_start else []
+        args += [] if self.tasks is None else ["--tasks", *self.tasks]
         if self.handover is not None:
             args += ["--handover", str(handover_checkpoint or f"<{self.handover} final checkpoint>")]
             if self.handover_window != (0.0, 0.5):
@@ -226,9 +229,16 @@ def _dataset(name: str, spec: Any, record: dict[str, Any], path: Path) -> Datase
     merged = {**record, **spec}
     known = {f.name for f in dataclasses.fields(RecordSpec)}
     _no_unknown(merged, known, where, what="`sim record` option")
-    for key in ("handover_window", "cameras"):
+    for key in ("handover_window", "cameras", "tasks"):
         if merged.get(key) is not None:
             merged[key] = tuple(merged[key])
+    if merged.get("tasks") is not None:
+        from clearvla.sim.suites import check_tasks
+
+        try:
+            check_tasks(merged["tasks"])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
     try:
         return DatasetSpec(name, RecordSpec(**merged), like or "")
     except TypeError as e:  # a required option missing

@@ -73,20 +73,20 @@ class _Player:
             env.close()
 
 
-def _play_into(job: tuple[_Player, range], emit: Callable[[tuple[int, Episode | None]], None]) -> None:
+def _play_into(job: tuple[_Player, list[int]], emit: Callable[[tuple[int, Episode | None]], None]) -> None:
     player, indices = job
     for item in player.play(indices):
         emit(item)
 
 
-def _play_parallel(player: _Player, start: int, stop: int, workers: int) -> Iterator[tuple[int, Episode | None]]:
-    """`player.play(range(start, stop))` spread over `workers` spawned processes (worker w plays every w-th index),
-    yielded in index order. Stopping the iteration stops the workers."""
-    jobs = [(player, range(start + w, stop, workers)) for w in range(workers)]
+def _play_parallel(player: _Player, indices: list[int], workers: int) -> Iterator[tuple[int, Episode | None]]:
+    """`player.play(indices)` spread over `workers` spawned processes (worker w plays every w-th index), yielded in
+    the order of `indices`. Stopping the iteration stops the workers."""
+    jobs = [(player, indices[w::workers]) for w in range(workers)]
     arrived = stream_workers(_play_into, jobs, "recording", max_queue=8 * workers)
     pending: dict[int, Episode | None] = {}
     try:
-        for index in range(start, stop):
+        for index in indices:
             while index not in pending:
                 done, episode = next(arrived)
                 pending[done] = episode
@@ -111,6 +111,7 @@ def record_demos(
     step_noise: float | None = None,
     random_start: bool = True,
     handover: Handover | None = None,
+    tasks: tuple[str, ...] | None = None,
     on_episode: Callable[[bool], None] | None = None,
 ) -> RecordReport:
     """Run the expert on `suite` episodes start, start+1, ... (before `stop`; None: the suite's end) and write the
@@ -122,7 +123,8 @@ def record_demos(
     `workers` > 1 plays episodes in that many processes; the dataset is the same as with one. `step_noise` (m)
     sets the expert's per-step translation noise (`ScriptedExpert`; default 1.5 mm). `random_start=False` starts
     every episode's arm at the home posture. With `handover`, a checkpoint acts first and the expert finishes from
-    where it left the arm; only the expert's part is written (`clearvla.sim.handover`)."""
+    where it left the arm; only the expert's part is written (`clearvla.sim.handover`). `tasks` plays only the
+    episodes of those tasks (pick, place, stack, push; None: all), e.g. to hold one task out of a model's data."""
     from clearvla.data.formats.lerobot import LeRobotWriter  # pyarrow and video deps only when recording
 
     specs = suites.episodes(suite)
@@ -144,8 +146,11 @@ def record_demos(
         cameras = DEFAULT_CAMERAS if wrist_camera else ("image",)
     elif not wrist_camera:
         raise ConfigError("give either cameras or wrist_camera=False (--cameras or --no-wrist), not both")
+    chosen = suites.indices(suite, start, stop, tasks)
+    if not chosen:
+        raise ConfigError(f"suite {suite!r} has no {'/'.join(tasks or ())} episodes in {start}..{stop - 1}")
     player = _Player(suite, image_size, check_cameras(cameras), control_hz, seed, step_noise, random_start, handover)
-    played = player.play(range(start, stop)) if workers == 1 else _play_parallel(player, start, stop, workers)
+    played = player.play(chosen) if workers == 1 else _play_parallel(player, chosen, workers)
     written = attempted = 0
     try:
         with LeRobotWriter(out, fps=int(control_hz), robot_type=ROBOT_TYPE) as writer:

@@ -8,6 +8,7 @@ pick, place, stack, push so every suite is balanced.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from functools import lru_cache
 
@@ -55,6 +56,26 @@ def episode(suite: str, index: int) -> EpisodeSpec:
     if not 0 <= index < len(specs):
         raise ConfigError(f"episode index {index} out of range for suite {suite!r} (0..{len(specs) - 1})")
     return specs[index]
+
+
+def check_tasks(tasks: Iterable[str] | None) -> tuple[str, ...] | None:
+    """`tasks` as a tuple when every name is a task (pick, place, stack, push), None when None (every task); raises
+    ConfigError naming the unknown ones."""
+    if tasks is None:
+        return None
+    tasks = tuple(tasks)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise ConfigError(f"unknown task(s) {', '.join(map(repr, unknown)) or '(none given)'}; tasks: {', '.join(TASKS)}")
+    return tasks
+
+
+def indices(suite: str, start: int = 0, stop: int | None = None, tasks: Iterable[str] | None = None) -> list[int]:
+    """The indices in [start, stop) (None: the suite's end) of `suite`'s episodes whose task is one of `tasks`
+    (None: every task), in order."""
+    specs = _episodes(check_suite(suite))
+    wanted = check_tasks(tasks)
+    return [i for i in range(start, len(specs) if stop is None else stop) if wanted is None or specs[i].task in wanted]
 
 
 def setup(spec: EpisodeSpec, *, random_start: bool = True) -> EpisodeSetup:
