@@ -64,6 +64,13 @@ def test_stop_bounds_the_episodes_played(tmp_path, caplog) -> None:
     assert main([*args[:-5], "--stop", "3", "--out", str(tmp_path / "empty")]) == 2  # stop must come after start
 
 
+def test_the_cli_task_choices_are_the_simulators_tasks() -> None:
+    from clearvla.commands.sim import TASK_CHOICES
+    from clearvla.sim.tasks import TASKS
+
+    assert TASK_CHOICES == TASKS
+
+
 def test_tasks_records_only_those_tasks_episodes(tmp_path) -> None:
     """--tasks holds the other tasks out, e.g. a model's data without stack to fine-tune on stack later."""
     lerobot = pytest.importorskip("clearvla.data.formats.lerobot")

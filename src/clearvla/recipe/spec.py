@@ -229,14 +229,14 @@ def _dataset(name: str, spec: Any, record: dict[str, Any], path: Path) -> Datase
     merged = {**record, **spec}
     known = {f.name for f in dataclasses.fields(RecordSpec)}
     _no_unknown(merged, known, where, what="`sim record` option")
-    for key in ("handover_window", "cameras", "tasks"):
+    for key in ("handover_window", "cameras"):
         if merged.get(key) is not None:
             merged[key] = tuple(merged[key])
     if merged.get("tasks") is not None:
         from clearvla.sim.suites import check_tasks
 
         try:
-            check_tasks(merged["tasks"])
+            merged["tasks"] = check_tasks(merged["tasks"])
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
     try:

@@ -63,6 +63,8 @@ def check_tasks(tasks: Iterable[str] | None) -> tuple[str, ...] | None:
     ConfigError naming the unknown ones."""
     if tasks is None:
         return None
+    if isinstance(tasks, str):
+        raise ConfigError(f"tasks must be a list of task names, got {tasks!r}")
     tasks = tuple(tasks)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
